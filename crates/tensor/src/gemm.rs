@@ -1,0 +1,369 @@
+//! The one GEMM entry point: `C ← α·A·B + β·C` in f32, for every kernel in the crate.
+//!
+//! Matrices are described by [`MatRef`] / [`MatMut`]: a slice plus row and column strides, so a
+//! transposed operand is the same data with its strides swapped ([`MatRef::t`]) and an output
+//! block can be written straight into a larger tensor (e.g. one image's slice of an NCHW batch).
+//!
+//! Backends: pure-Rust `matrixmultiply` (AVX-512/AVX2/FMA micro-kernels chosen at run time) by
+//! default, the system OpenBLAS with the `openblas` feature. Threads: [`gemm`] splits a large
+//! product into column (or row) blocks and runs them on rayon; called from inside a rayon task
+//! (e.g. a conv that already runs one image per task) it stays on the calling thread, so the
+//! two levels of parallelism never oversubscribe the cores. [`gemm_serial`] never splits.
+
+/// A read-only strided matrix view.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    /// The elements; element (i, j) is `data[i * row_stride + j * col_stride]`.
+    pub data: &'a [f32],
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+    /// Distance between consecutive columns.
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A dense row-major `rows × cols` matrix.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose (no copy: the strides swap).
+    pub fn t(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    fn check(&self, what: &str) {
+        check_extent(
+            self.data.len(),
+            self.rows,
+            self.cols,
+            self.row_stride,
+            self.col_stride,
+            what,
+        );
+    }
+}
+
+/// A mutable strided matrix view (the GEMM output).
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    /// The elements; element (i, j) is `data[i * row_stride + j * col_stride]`.
+    pub data: &'a mut [f32],
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+    /// Distance between consecutive columns.
+    pub col_stride: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// A dense row-major `rows × cols` matrix.
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        MatMut {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+}
+
+fn check_extent(len: usize, rows: usize, cols: usize, rs: usize, cs: usize, what: &str) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let last = (rows - 1) * rs + (cols - 1) * cs;
+    assert!(
+        last < len,
+        "gemm: {what} is {rows}×{cols} with strides ({rs}, {cs}) but its buffer holds only {len} values"
+    );
+}
+
+/// Products smaller than this many multiply-adds run on one thread: below it, splitting costs
+/// more than it gains.
+const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+
+/// `C ← α·A·B + β·C`, split over rayon's threads when large and not already inside a rayon task.
+///
+/// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
+pub fn gemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
+    check_shapes(&a, &b, &c);
+    let threads = rayon::current_num_threads();
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if threads < 2 || rayon::current_thread_index().is_some() || m * n * k < PARALLEL_MIN_FLOPS {
+        return gemm_unchecked(alpha, a, b, beta, c);
+    }
+    // Split the larger output dimension into one block per thread; each block is an
+    // independent GEMM on disjoint output elements.
+    let split_cols = n >= m;
+    let len = if split_cols { n } else { m };
+    let block = len.div_ceil(threads).max(1);
+    let c_ptr = SendPtr(c.data.as_mut_ptr());
+    let c_len = c.data.len();
+    let (crs, ccs) = (c.row_stride, c.col_stride);
+    rayon::scope(|s| {
+        for start in (0..len).step_by(block) {
+            let size = block.min(len - start);
+            s.spawn(move |_| {
+                let (a_blk, b_blk, offset, rows, cols) = if split_cols {
+                    let b_blk = MatRef {
+                        data: &b.data[start * b.col_stride..],
+                        cols: size,
+                        ..b
+                    };
+                    (a, b_blk, start * ccs, m, size)
+                } else {
+                    let a_blk = MatRef {
+                        data: &a.data[start * a.row_stride..],
+                        rows: size,
+                        ..a
+                    };
+                    (a_blk, b, start * crs, size, n)
+                };
+                // SAFETY: blocks cover disjoint column (or row) ranges of C, so no two tasks
+                // write the same element; the extent of each block was checked against the
+                // whole of C by `check_shapes` and lies inside [offset, c_len).
+                let c_blk = unsafe {
+                    std::slice::from_raw_parts_mut(c_ptr.get().add(offset), c_len - offset)
+                };
+                let c_blk = MatMut {
+                    data: c_blk,
+                    rows,
+                    cols,
+                    row_stride: crs,
+                    col_stride: ccs,
+                };
+                gemm_unchecked(alpha, a_blk, b_blk, beta, c_blk);
+            });
+        }
+    });
+}
+
+/// `C ← α·A·B + β·C` on the calling thread only.
+pub fn gemm_serial(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
+    check_shapes(&a, &b, &c);
+    gemm_unchecked(alpha, a, b, beta, c);
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint blocks of one output buffer to scoped rayon tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut) {
+    assert!(
+        a.cols == b.rows && c.rows == a.rows && c.cols == b.cols,
+        "gemm: cannot multiply A {}×{} by B {}×{} into C {}×{}",
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols,
+        c.rows,
+        c.cols
+    );
+    a.check("A");
+    b.check("B");
+    check_extent(
+        c.data.len(),
+        c.rows,
+        c.cols,
+        c.row_stride,
+        c.col_stride,
+        "C",
+    );
+}
+
+#[cfg(not(feature = "openblas"))]
+fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: `check_shapes` verified that every element addressed through these pointers and
+    // strides lies inside the corresponding slice, and `c` is borrowed mutably.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            beta,
+            c.data.as_mut_ptr(),
+            c.row_stride as isize,
+            c.col_stride as isize,
+        );
+    }
+}
+
+#[cfg(feature = "openblas")]
+fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
+    use cblas_sys::{cblas_sgemm, CBLAS_LAYOUT, CBLAS_TRANSPOSE};
+    extern crate blas_src;
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // CBLAS wants unit stride along one axis of each operand: copy the rare view that has none.
+    fn as_blas(x: MatRef) -> (std::borrow::Cow<'_, [f32]>, CBLAS_TRANSPOSE, i32) {
+        if x.col_stride == 1 {
+            (
+                x.data.into(),
+                CBLAS_TRANSPOSE::CblasNoTrans,
+                x.row_stride.max(x.cols.max(1)) as i32,
+            )
+        } else if x.row_stride == 1 {
+            (
+                x.data.into(),
+                CBLAS_TRANSPOSE::CblasTrans,
+                x.col_stride.max(x.rows.max(1)) as i32,
+            )
+        } else {
+            let mut dense = Vec::with_capacity(x.rows * x.cols);
+            for i in 0..x.rows {
+                dense.extend((0..x.cols).map(|j| x.data[i * x.row_stride + j * x.col_stride]));
+            }
+            (
+                dense.into(),
+                CBLAS_TRANSPOSE::CblasNoTrans,
+                x.cols.max(1) as i32,
+            )
+        }
+    }
+    let (a_buf, ta, lda) = as_blas(a);
+    let (b_buf, tb, ldb) = as_blas(b);
+    if c.col_stride != 1 {
+        // Compute the transposed product Cᵀ = Bᵀ·Aᵀ, whose output has unit column stride.
+        let c_t = MatMut {
+            rows: c.cols,
+            cols: c.rows,
+            row_stride: c.col_stride,
+            col_stride: c.row_stride,
+            data: c.data,
+        };
+        return gemm_unchecked(alpha, b.t(), a.t(), beta, c_t);
+    }
+    // SAFETY: shapes and extents were checked by `check_shapes`; CBLAS reads A and B and writes
+    // only the m×n block of C addressed by ldc.
+    unsafe {
+        cblas_sgemm(
+            CBLAS_LAYOUT::CblasRowMajor,
+            ta,
+            tb,
+            m as i32,
+            n as i32,
+            k as i32,
+            alpha,
+            a_buf.as_ptr(),
+            lda,
+            b_buf.as_ptr(),
+            ldb,
+            beta,
+            c.data.as_mut_ptr(),
+            c.row_stride.max(n) as i32,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: MatRef, b: MatRef) -> Vec<f32> {
+        let mut c = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                for p in 0..a.cols {
+                    c[i * b.cols + j] += a.data[i * a.row_stride + p * a.col_stride]
+                        * b.data[p * b.row_stride + j * b.col_stride];
+                }
+            }
+        }
+        c
+    }
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn matches_naive_with_transposes_and_parallel_split() {
+        for &(m, k, n) in &[(3, 4, 5), (1, 7, 1), (130, 70, 260), (300, 129, 90)] {
+            let a = pseudo_random(m * k, 1);
+            let b = pseudo_random(k * n, 2);
+            let bt: Vec<f32> = (0..n * k).map(|idx| b[(idx % k) * n + idx / k]).collect();
+            let expect = naive(MatRef::new(&a, m, k), MatRef::new(&b, k, n));
+            let mut c = vec![0.0; m * n];
+            gemm(
+                1.0,
+                MatRef::new(&a, m, k),
+                MatRef::new(&bt, n, k).t(),
+                0.0,
+                MatMut::new(&mut c, m, n),
+            );
+            for (x, y) in c.iter().zip(&expect) {
+                assert!(
+                    (x - y).abs() < 1e-4 * (1.0 + y.abs()),
+                    "{m}x{k}x{n}: {x} vs {y}"
+                );
+            }
+            // beta = 1 accumulates.
+            gemm(
+                1.0,
+                MatRef::new(&a, m, k),
+                MatRef::new(&b, k, n),
+                1.0,
+                MatMut::new(&mut c, m, n),
+            );
+            for (x, y) in c.iter().zip(&expect) {
+                assert!((x - 2.0 * y).abs() < 1e-4 * (1.0 + y.abs()));
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: cannot multiply A 2×3 by B 4×2")]
+    fn shape_mismatch_is_named() {
+        let mut c = vec![0.0; 4];
+        gemm(
+            1.0,
+            MatRef::new(&[0.0; 6], 2, 3),
+            MatRef::new(&[0.0; 8], 4, 2),
+            0.0,
+            MatMut::new(&mut c, 2, 2),
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! The differentiable ops, one family per module, each with its forward and backward side by side.
+
+pub mod elementwise;
+pub mod matmul;
+pub mod normalize;
+pub mod reduce;
+pub mod shape_ops;
+pub mod softmax;
