@@ -1,0 +1,235 @@
+//! Composition: [`Op`] → [`Step`] (with a probability) → [`Pipeline`] → [`Augmenter`].
+
+use rand::Rng;
+use rayon::prelude::*;
+
+use super::{color, geometry, image_rng, ColorJitter, GaussianBlur, Image, RandomResizedCrop};
+use super::{Recipe, Rotation, Scratch};
+use crate::error::{DataError, Result};
+use crate::normalize::{DatasetKind, Normalize};
+use crate::ImageSet;
+
+/// One transform.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Random resized crop.
+    ResizedCrop(RandomResizedCrop),
+    /// Horizontal flip.
+    HFlip,
+    /// Random rotation.
+    Rotate(Rotation),
+    /// Gaussian blur with random σ.
+    Blur(GaussianBlur),
+    /// Colour jitter.
+    ColorJitter(ColorJitter),
+    /// Grayscale (kept as 3 channels).
+    Grayscale,
+}
+
+impl Op {
+    /// Applies the transform (unconditionally) to `img`.
+    pub fn apply<R: Rng + ?Sized>(&self, img: &mut Image, s: &mut Scratch, rng: &mut R) {
+        match self {
+            Op::ResizedCrop(c) => c.apply(img, s, rng),
+            Op::HFlip => geometry::hflip(img),
+            Op::Rotate(r) => r.apply(img, s, rng),
+            Op::Blur(b) => b.apply(img, s, rng),
+            Op::ColorJitter(j) => j.apply(img, rng),
+            Op::Grayscale => color::grayscale(img),
+        }
+    }
+}
+
+/// A transform applied with probability `p`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// Probability of applying `op` (≥ 1 always, ≤ 0 never).
+    pub p: f32,
+    /// The transform.
+    pub op: Op,
+}
+
+/// Transforms applied in order, each with its own probability.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pipeline {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Pipeline {
+    /// The identity (no step).
+    pub fn identity() -> Self {
+        Pipeline::default()
+    }
+
+    /// Appends `op` with probability `p` (builder style).
+    pub fn then(mut self, p: f32, op: Op) -> Self {
+        self.steps.push(Step { p, op });
+        self
+    }
+
+    /// True if the pipeline does nothing.
+    pub fn is_identity(&self) -> bool {
+        self.steps.iter().all(|s| s.p <= 0.0)
+    }
+
+    /// Runs the steps on `img`. For each step one coin is drawn (only if `0 < p < 1`), then
+    /// the step's own parameters if it applies.
+    pub fn apply<R: Rng + ?Sized>(&self, img: &mut Image, s: &mut Scratch, rng: &mut R) {
+        for step in &self.steps {
+            let apply = if step.p >= 1.0 {
+                true
+            } else if step.p <= 0.0 {
+                false
+            } else {
+                rng.gen::<f32>() < step.p
+            };
+            if apply {
+                step.op.apply(img, s, rng);
+            }
+        }
+    }
+
+    /// The `[C, H, W]` this pipeline outputs for `[C, H, W]` input.
+    pub fn output_shape(&self, shape: [usize; 3]) -> [usize; 3] {
+        let mut out = shape;
+        for s in &self.steps {
+            if let Op::ResizedCrop(RandomResizedCrop {
+                size: Some((h, w)), ..
+            }) = &s.op
+            {
+                if s.p > 0.0 {
+                    out = [out[0], *h, *w];
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Makes normalised augmented views of dataset images, reproducibly.
+///
+/// View `v` of image `index` in epoch `epoch` is `norm(pipelines[v](image))` with the random
+/// generator [`image_rng`]`(seed, epoch, index, v)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Augmenter {
+    /// The pipeline of view 0 and of view 1.
+    pub pipelines: [Pipeline; 2],
+    /// Normalisation applied after augmentation.
+    pub norm: Normalize,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl Augmenter {
+    /// The augmenter of a named recipe for a dataset, with the dataset's normalisation.
+    pub fn new(recipe: Recipe, kind: DatasetKind, seed: u64) -> Self {
+        Augmenter {
+            pipelines: recipe.pipelines(kind),
+            norm: kind.normalize(),
+            seed,
+        }
+    }
+
+    /// Checks that every pipeline keeps the image shape (so views stack into one array).
+    pub fn check_shape(&self, shape: [usize; 3]) -> Result<()> {
+        for p in &self.pipelines {
+            if p.output_shape(shape) != shape {
+                return Err(DataError::Invalid(format!(
+                    "a pipeline turns {shape:?} images into {:?}; views must keep the input size",
+                    p.output_shape(shape)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes view `view` (0 or 1) of the CHW byte image `src` (dataset index `index`) into
+    /// `out`, normalised; `img` and `s` are reusable buffers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn view_into(
+        &self,
+        src: &[u8],
+        shape: [usize; 3],
+        view: usize,
+        epoch: u64,
+        index: usize,
+        out: &mut [f32],
+        img: &mut Image,
+        s: &mut Scratch,
+    ) {
+        let [c, h, w] = shape;
+        let pipe = &self.pipelines[view.min(1)];
+        if pipe.is_identity() {
+            self.norm.apply_u8(src, out, h * w);
+            return;
+        }
+        img.load_u8(src, c, h, w);
+        let mut rng = image_rng(self.seed, epoch, index as u64, view as u64);
+        pipe.apply(img, s, &mut rng);
+        let n = out.len().min(img.data.len());
+        self.norm
+            .apply_f32(&img.data[..n], &mut out[..n], img.plane());
+    }
+
+    /// Writes `views` (1 or 2) views of the images `indices` of `set` into `out`, laid out
+    /// `[views·B, C, H, W]`: rows `0..B` are view 0 of each image, rows `B..2B` view 1, so
+    /// rows `i` and `i + B` are a positive pair. Runs in parallel on rayon. `out` is resized.
+    pub fn views_into(
+        &self,
+        set: &ImageSet,
+        indices: &[usize],
+        views: usize,
+        epoch: u64,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.check_shape(set.shape())?;
+        if let Some(&bad) = indices.iter().find(|&&i| i >= set.len()) {
+            return Err(DataError::Invalid(format!(
+                "index {bad} is outside a set of {} images",
+                set.len()
+            )));
+        }
+        self.fill_views(set, indices, views, epoch, out);
+        Ok(())
+    }
+
+    /// [`Augmenter::views_into`] without the checks (the loader validates once up front).
+    pub(crate) fn fill_views(
+        &self,
+        set: &ImageSet,
+        indices: &[usize],
+        views: usize,
+        epoch: u64,
+        out: &mut Vec<f32>,
+    ) {
+        let shape = set.shape();
+        let n = set.image_len();
+        let b = indices.len();
+        out.clear();
+        out.resize(views * b * n, 0.0);
+        if n == 0 || b == 0 {
+            return;
+        }
+        // Work item k = (view k / B, image k % B); chunks of 8 amortise the scratch set-up.
+        out.par_chunks_mut(n)
+            .enumerate()
+            .with_min_len(8)
+            .for_each_init(
+                || (Image::default(), Scratch::default()),
+                |(img, s), (k, dst)| {
+                    let (view, i) = (k / b, k % b);
+                    let index = indices[i];
+                    let src = &set.images[index * n..(index + 1) * n];
+                    self.view_into(src, shape, view, epoch, index, dst, img, s);
+                },
+            );
+    }
+
+    /// Two views of `indices` as one `[2B, C, H, W]` array (see [`Augmenter::views_into`]).
+    pub fn two_views(&self, set: &ImageSet, indices: &[usize], epoch: u64) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.views_into(set, indices, 2, epoch, &mut out)?;
+        Ok(out)
+    }
+}
