@@ -1,0 +1,175 @@
+//! Adam and AdamW, with PyTorch's exact update order.
+//!
+//! For each parameter with gradient `g`, at its step `t` (counted per parameter from 1):
+//!
+//! ```text
+//! Adam:   g ← g + λ·θ                      (L2 weight decay folded into the gradient)
+//! AdamW:  θ ← θ·(1 − lr·λ)                 (decoupled weight decay)
+//! m ← β₁·m + (1 − β₁)·g
+//! v ← β₂·v + (1 − β₂)·g²
+//! θ ← θ − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
+//! ```
+//!
+//! The bias corrections are computed in f64 (as PyTorch does in Python floats) and the
+//! elementwise work in f32.
+
+use simclr_tensor::Tensor;
+
+use super::{
+    read_state, write_state, zeros_like_all, zip_update, LoadedState, OptimStateError, Optimizer,
+};
+
+/// Hyper-parameters of [`Adam`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamConfig {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay rates of the first and second moment estimates.
+    pub betas: (f32, f32),
+    /// Added to the denominator for numerical stability.
+    pub eps: f32,
+    /// Weight decay λ (L2 for Adam, decoupled for AdamW).
+    pub weight_decay: f32,
+    /// `true` for AdamW's decoupled weight decay, `false` for Adam's L2 penalty.
+    pub decoupled_weight_decay: bool,
+}
+
+impl Default for AdamConfig {
+    /// `torch.optim.Adam`'s defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay.
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled_weight_decay: false,
+        }
+    }
+}
+
+impl AdamConfig {
+    /// Adam with learning rate `lr` and PyTorch's other defaults.
+    pub fn adam(lr: f32) -> AdamConfig {
+        AdamConfig {
+            lr,
+            ..AdamConfig::default()
+        }
+    }
+
+    /// AdamW with learning rate `lr` and decoupled weight decay `weight_decay`
+    /// (`torch.optim.AdamW`'s default decay is 0.01).
+    pub fn adamw(lr: f32, weight_decay: f32) -> AdamConfig {
+        AdamConfig {
+            lr,
+            weight_decay,
+            decoupled_weight_decay: true,
+            ..AdamConfig::default()
+        }
+    }
+}
+
+/// The Adam / AdamW optimizer.
+pub struct Adam {
+    params: Vec<Tensor>,
+    config: AdamConfig,
+    steps: Vec<u64>,
+    exp_avg: Vec<Vec<f32>>,
+    exp_avg_sq: Vec<Vec<f32>>,
+}
+
+impl Adam {
+    /// An optimizer over `params` (e.g. `model.parameters()`).
+    pub fn new(params: Vec<Tensor>, config: AdamConfig) -> Adam {
+        Adam {
+            steps: vec![0; params.len()],
+            exp_avg: zeros_like_all(&params),
+            exp_avg_sq: zeros_like_all(&params),
+            params,
+            config,
+        }
+    }
+
+    /// The hyper-parameters (with the current learning rate).
+    pub fn config(&self) -> &AdamConfig {
+        &self.config
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self) {
+        let AdamConfig {
+            lr,
+            betas: (b1, b2),
+            eps,
+            weight_decay: wd,
+            decoupled_weight_decay: decoupled,
+        } = self.config;
+        for (i, p) in self.params.iter().enumerate() {
+            let grad = p.grad_ref();
+            let Some(g) = grad.as_ref() else { continue };
+            self.steps[i] += 1;
+            let t = self.steps[i] as i32;
+            let bc1 = 1.0 - (b1 as f64).powi(t);
+            let bc2_sqrt = (1.0 - (b2 as f64).powi(t)).sqrt() as f32;
+            let step_size = (lr as f64 / bc1) as f32;
+            let decay = 1.0 - lr * wd;
+            let mut data = p.data_mut();
+            zip_update(
+                &mut data,
+                g,
+                &mut self.exp_avg[i],
+                &mut self.exp_avg_sq[i],
+                |p, g, m, v| {
+                    for j in 0..p.len() {
+                        let mut gj = g[j];
+                        if wd != 0.0 {
+                            if decoupled {
+                                p[j] *= decay;
+                            } else {
+                                gj += wd * p[j];
+                            }
+                        }
+                        m[j] += (gj - m[j]) * (1.0 - b1);
+                        v[j] = v[j] * b2 + (1.0 - b2) * gj * gj;
+                        let denom = v[j].sqrt() / bc2_sqrt + eps;
+                        p[j] -= step_size * m[j] / denom;
+                    }
+                },
+            );
+        }
+    }
+
+    fn lr(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        write_state(
+            self.config.lr,
+            &self.params,
+            &self.steps,
+            &[("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)],
+        )
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), OptimStateError> {
+        let LoadedState {
+            lr,
+            steps,
+            buffers: mut bufs,
+        } = read_state(state, &self.params, &["exp_avg", "exp_avg_sq"])?;
+        self.config.lr = lr;
+        self.steps = steps;
+        self.exp_avg_sq = bufs.pop().expect("two buffers");
+        self.exp_avg = bufs.pop().expect("two buffers");
+        Ok(())
+    }
+}

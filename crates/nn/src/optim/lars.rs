@@ -1,0 +1,171 @@
+//! LARS (layer-wise adaptive rate scaling), as in the SimCLR paper's `LARSOptimizer`.
+//!
+//! Each weight tensor gets its own learning rate scaled by a *trust ratio*, the ratio of the
+//! weight's norm to its (decayed) gradient's norm, so that every layer moves by a similar
+//! relative amount whatever its scale — what makes very large batches trainable:
+//!
+//! ```text
+//! g ← g + λ·θ                                   (not for excluded tensors)
+//! r = η·‖θ‖/‖g‖  if ‖θ‖ > 0 and ‖g‖ > 0, else 1 (r = 1 for excluded tensors)
+//! v ← μ·v + lr·r·g
+//! θ ← θ − v                   or, with Nesterov,   θ ← θ − (μ·v + lr·r·g)
+//! ```
+//!
+//! SimCLR excludes BatchNorm parameters and biases from both the weight decay and the
+//! adaptation; they are exactly the 1-D tensors, so this implementation excludes every
+//! parameter with fewer than two axes (configurable).
+
+use simclr_tensor::Tensor;
+
+use super::{
+    l2_norm, read_state, write_state, zeros_like_all, zip_update1, LoadedState, OptimStateError,
+    Optimizer,
+};
+
+/// Hyper-parameters of [`Lars`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LarsConfig {
+    /// Base learning rate (SimCLR: 0.3 × batch / 256).
+    pub lr: f32,
+    /// Momentum μ (SimCLR: 0.9).
+    pub momentum: f32,
+    /// Weight decay λ (SimCLR: 1e-6).
+    pub weight_decay: f32,
+    /// Trust coefficient η (SimCLR: 0.001).
+    pub eta: f32,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// Exclude tensors with fewer than two axes (biases, BatchNorm) from decay and adaptation.
+    pub exclude_1d: bool,
+}
+
+impl LarsConfig {
+    /// SimCLR's settings (momentum 0.9, weight decay 1e-6, η 0.001, 1-D tensors excluded)
+    /// with learning rate `lr`.
+    pub fn simclr(lr: f32) -> LarsConfig {
+        LarsConfig {
+            lr,
+            momentum: 0.9,
+            weight_decay: 1e-6,
+            eta: 1e-3,
+            nesterov: false,
+            exclude_1d: true,
+        }
+    }
+}
+
+/// The LARS optimizer.
+pub struct Lars {
+    params: Vec<Tensor>,
+    config: LarsConfig,
+    steps: Vec<u64>,
+    momentum: Vec<Vec<f32>>,
+}
+
+impl Lars {
+    /// An optimizer over `params`.
+    pub fn new(params: Vec<Tensor>, config: LarsConfig) -> Lars {
+        Lars {
+            steps: vec![0; params.len()],
+            momentum: zeros_like_all(&params),
+            params,
+            config,
+        }
+    }
+
+    /// Whether `p` is excluded from weight decay and trust-ratio adaptation.
+    pub fn is_excluded(&self, p: &Tensor) -> bool {
+        self.config.exclude_1d && p.ndim() < 2
+    }
+}
+
+impl Optimizer for Lars {
+    fn step(&mut self) {
+        let LarsConfig {
+            lr,
+            momentum: mu,
+            weight_decay,
+            eta,
+            nesterov,
+            ..
+        } = self.config;
+        for i in 0..self.params.len() {
+            let p = &self.params[i];
+            let excluded = self.is_excluded(p);
+            let grad = p.grad_ref();
+            let Some(g) = grad.as_ref() else { continue };
+            self.steps[i] += 1;
+            let wd = if excluded { 0.0 } else { weight_decay };
+            let mut data = p.data_mut();
+            let scaled_lr = if excluded {
+                lr
+            } else {
+                // The norm of the decayed gradient g + λθ, computed without materialising it.
+                let w_norm = l2_norm(&data);
+                let g_norm = if wd == 0.0 {
+                    l2_norm(g)
+                } else {
+                    g.iter()
+                        .zip(data.iter())
+                        .map(|(&g, &w)| {
+                            let d = (g + wd * w) as f64;
+                            d * d
+                        })
+                        .sum::<f64>()
+                        .sqrt()
+                };
+                let trust = if w_norm > 0.0 && g_norm > 0.0 {
+                    (eta as f64 * w_norm / g_norm) as f32
+                } else {
+                    1.0
+                };
+                lr * trust
+            };
+            zip_update1(&mut data, g, &mut self.momentum[i], |p, g, v| {
+                for j in 0..p.len() {
+                    let gj = g[j] + wd * p[j];
+                    v[j] = mu * v[j] + scaled_lr * gj;
+                    let update = if nesterov {
+                        mu * v[j] + scaled_lr * gj
+                    } else {
+                        v[j]
+                    };
+                    p[j] -= update;
+                }
+            });
+        }
+    }
+
+    fn lr(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        write_state(
+            self.config.lr,
+            &self.params,
+            &self.steps,
+            &[("momentum", &self.momentum)],
+        )
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), OptimStateError> {
+        let LoadedState {
+            lr,
+            steps,
+            buffers: mut bufs,
+        } = read_state(state, &self.params, &["momentum"])?;
+        self.config.lr = lr;
+        self.steps = steps;
+        self.momentum = bufs.pop().expect("one buffer");
+        Ok(())
+    }
+}

@@ -1,0 +1,162 @@
+//! Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay,
+//! following `torch.optim.SGD`:
+//!
+//! ```text
+//! g ← g + λ·θ
+//! b ← g                              on the first step
+//! b ← μ·b + (1 − dampening)·g        afterwards
+//! g ← g + μ·b  (Nesterov)   or   g ← b
+//! θ ← θ − lr·g
+//! ```
+//!
+//! With `momentum = 0` it is plain gradient descent and keeps no buffer.
+
+use simclr_tensor::Tensor;
+
+use super::{
+    read_state, write_state, zeros_like_all, zip_update1, LoadedState, OptimStateError, Optimizer,
+};
+
+/// Hyper-parameters of [`Sgd`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SgdConfig {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum factor μ (0 disables momentum).
+    pub momentum: f32,
+    /// Dampening of the gradient's contribution to the momentum buffer.
+    pub dampening: f32,
+    /// L2 weight decay λ added to the gradient.
+    pub weight_decay: f32,
+    /// Use Nesterov momentum (needs `momentum > 0` and `dampening = 0`).
+    pub nesterov: bool,
+}
+
+impl SgdConfig {
+    /// Plain SGD with learning rate `lr`.
+    pub fn new(lr: f32) -> SgdConfig {
+        SgdConfig {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
+    }
+
+    /// Heavy-ball momentum μ.
+    pub fn momentum(self, momentum: f32) -> SgdConfig {
+        SgdConfig { momentum, ..self }
+    }
+
+    /// Nesterov momentum on or off.
+    pub fn nesterov(self, nesterov: bool) -> SgdConfig {
+        SgdConfig { nesterov, ..self }
+    }
+
+    /// L2 weight decay λ.
+    pub fn weight_decay(self, weight_decay: f32) -> SgdConfig {
+        SgdConfig {
+            weight_decay,
+            ..self
+        }
+    }
+}
+
+/// The SGD optimizer.
+pub struct Sgd {
+    params: Vec<Tensor>,
+    config: SgdConfig,
+    steps: Vec<u64>,
+    momentum_buffer: Vec<Vec<f32>>,
+}
+
+impl Sgd {
+    /// An optimizer over `params`.
+    ///
+    /// Panics if Nesterov is requested without momentum or with dampening (as PyTorch does).
+    pub fn new(params: Vec<Tensor>, config: SgdConfig) -> Sgd {
+        assert!(
+            !config.nesterov || (config.momentum > 0.0 && config.dampening == 0.0),
+            "Sgd: Nesterov momentum requires a momentum and zero dampening"
+        );
+        Sgd {
+            steps: vec![0; params.len()],
+            momentum_buffer: zeros_like_all(&params),
+            params,
+            config,
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self) {
+        let SgdConfig {
+            lr,
+            momentum: mu,
+            dampening,
+            weight_decay: wd,
+            nesterov,
+        } = self.config;
+        for (i, p) in self.params.iter().enumerate() {
+            let grad = p.grad_ref();
+            let Some(g) = grad.as_ref() else { continue };
+            self.steps[i] += 1;
+            let first = self.steps[i] == 1;
+            let mut data = p.data_mut();
+            if mu == 0.0 {
+                zip_update1(&mut data, g, &mut [], |p, g, _| {
+                    for j in 0..p.len() {
+                        p[j] -= lr * (g[j] + wd * p[j]);
+                    }
+                });
+                continue;
+            }
+            zip_update1(&mut data, g, &mut self.momentum_buffer[i], |p, g, b| {
+                for j in 0..p.len() {
+                    let gj = g[j] + wd * p[j];
+                    b[j] = if first {
+                        gj
+                    } else {
+                        mu * b[j] + (1.0 - dampening) * gj
+                    };
+                    let d = if nesterov { gj + mu * b[j] } else { b[j] };
+                    p[j] -= lr * d;
+                }
+            });
+        }
+    }
+
+    fn lr(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        write_state(
+            self.config.lr,
+            &self.params,
+            &self.steps,
+            &[("momentum_buffer", &self.momentum_buffer)],
+        )
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), OptimStateError> {
+        let LoadedState {
+            lr,
+            steps,
+            buffers: mut bufs,
+        } = read_state(state, &self.params, &["momentum_buffer"])?;
+        self.config.lr = lr;
+        self.steps = steps;
+        self.momentum_buffer = bufs.pop().expect("one buffer");
+        Ok(())
+    }
+}
