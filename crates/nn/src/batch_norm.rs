@@ -1,0 +1,95 @@
+//! Batch normalisation over the channels of an NCHW batch (`nn.BatchNorm2d`).
+//!
+//! In training mode each channel is normalised with the mean and (biased) variance of the
+//! current batch, `y = γ·(x − μ_B)/√(σ²_B + ε) + β`, and exponential running averages
+//! `r ← (1 − momentum)·r + momentum·batch` (unbiased variance) are updated in place; in eval
+//! mode the running averages replace the batch statistics, so the layer is a fixed affine map.
+//! `num_batches_tracked` counts training batches, as in PyTorch (kept as an f32 scalar here;
+//! PyTorch's int64 loads too, see [`crate::checkpoint`]).
+
+use std::cell::Cell;
+
+use simclr_tensor::Tensor;
+
+use crate::init::parameter;
+use crate::module::Module;
+
+/// `nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1)`.
+pub struct BatchNorm2d {
+    /// Scale γ, `[C]`, initialised to 1.
+    pub weight: Tensor,
+    /// Shift β, `[C]`, initialised to 0.
+    pub bias: Tensor,
+    /// Running mean, `[C]`, initialised to 0.
+    pub running_mean: Tensor,
+    /// Running (unbiased) variance, `[C]`, initialised to 1.
+    pub running_var: Tensor,
+    /// Number of training batches seen, a scalar.
+    pub num_batches_tracked: Tensor,
+    /// Weight of the current batch in the running averages.
+    pub momentum: f32,
+    /// Added to the variance before the square root.
+    pub eps: f32,
+    training: Cell<bool>,
+}
+
+impl BatchNorm2d {
+    /// A layer for `channels` channels with PyTorch's defaults, in training mode.
+    pub fn new(channels: usize) -> BatchNorm2d {
+        BatchNorm2d {
+            weight: parameter(Tensor::ones(&[channels])),
+            bias: parameter(Tensor::zeros(&[channels])),
+            running_mean: Tensor::zeros(&[channels]),
+            running_var: Tensor::ones(&[channels]),
+            num_batches_tracked: Tensor::scalar(0.0),
+            momentum: 0.1,
+            eps: 1e-5,
+            training: Cell::new(true),
+        }
+    }
+
+    /// Whether the layer normalises with batch statistics (training) or running ones (eval).
+    pub fn is_training(&self) -> bool {
+        self.training.get()
+    }
+}
+
+impl Module for BatchNorm2d {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let training = self.training.get();
+        if training {
+            self.num_batches_tracked.data_mut()[0] += 1.0;
+        }
+        x.batch_norm2d(
+            &self.weight,
+            &self.bias,
+            &self.running_mean,
+            &self.running_var,
+            training,
+            self.momentum,
+            self.eps,
+        )
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("weight".to_string(), self.weight.clone()),
+            ("bias".to_string(), self.bias.clone()),
+        ]
+    }
+
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("running_mean".to_string(), self.running_mean.clone()),
+            ("running_var".to_string(), self.running_var.clone()),
+            (
+                "num_batches_tracked".to_string(),
+                self.num_batches_tracked.clone(),
+            ),
+        ]
+    }
+
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
+    }
+}
