@@ -1,0 +1,223 @@
+//! Batch normalisation over the channels of `[N, C, H, W]` (`torch.nn.functional.batch_norm`).
+//!
+//! For channel `c`, with `M = N·H·W` values `x` in the batch:
+//!
+//! ```text
+//! training:  μ = (1/M) Σ x,   σ² = (1/M) Σ (x − μ)²        (biased, used to normalise)
+//!            running_mean ← (1 − m)·running_mean + m·μ
+//!            running_var  ← (1 − m)·running_var  + m·σ²·M/(M − 1)   (unbiased)
+//! eval:      μ = running_mean,  σ² = running_var
+//! both:      x̂ = (x − μ)/√(σ² + ε),   y = γ·x̂ + β
+//! ```
+//!
+//! The forward folds normalise and affine into one pass, `y = a·x + b` with `a = γ/σ` and
+//! `b = β − μ·a` (σ = √(σ² + ε)).
+//!
+//! Backward, per channel (sums over the channel's `M` values):
+//!
+//! ```text
+//! dγ = Σ dy·x̂,   dβ = Σ dy
+//! training:  dx = (γ/σ)·(dy − mean(dy) − x̂·mean(dy·x̂))    (μ and σ depend on x)
+//! eval:      dx = (γ/σ)·dy                                 (the statistics are constants)
+//! ```
+//!
+//! The training `dx` is again affine in `(dy, x)` per channel, so it too is one fused pass.
+//! Statistics are reduced in parallel over channels (accumulated in f64, two passes for the
+//! variance); the elementwise passes run in parallel over `(n, c)` planes.
+
+use rayon::prelude::*;
+
+use crate::tensor::Tensor;
+
+/// Below this many elements the passes run on one thread.
+const PAR_MIN: usize = 1 << 15;
+
+/// `f(c)` for every channel, in parallel when `par`.
+fn per_channel<T: Send>(
+    channels: usize,
+    par: bool,
+    f: impl Fn(usize) -> T + Sync + Send,
+) -> Vec<T> {
+    if par {
+        (0..channels).into_par_iter().map(f).collect()
+    } else {
+        (0..channels).map(f).collect()
+    }
+}
+
+/// `Σ_{n} Σ_{hw} f(x[n, c, hw], …)` for channel `c` of an `[n, channels, hw]` array, in f64.
+fn channel_sum(
+    n: usize,
+    channels: usize,
+    hw: usize,
+    c: usize,
+    f: impl Fn(usize) -> f32, // flat index → value to add
+) -> f64 {
+    let mut total = 0.0f64;
+    for ni in 0..n {
+        let base = (ni * channels + c) * hw;
+        // A plane is summed in f32 (vectorised), the planes in f64.
+        total += (base..base + hw).map(&f).sum::<f32>() as f64;
+    }
+    total
+}
+
+/// `out[n, c, :] = a[c]·u[n, c, :] + b[c]·v[n, c, :] + d[c]` over all planes (`v` optional).
+fn affine_planes(
+    out: &mut [f32],
+    u: &[f32],
+    v: Option<&[f32]>,
+    coef: &[(f32, f32, f32)],
+    hw: usize,
+    par: bool,
+) {
+    let channels = coef.len();
+    let body = |(p, o): (usize, &mut [f32])| {
+        let (a, b, d) = coef[p % channels];
+        let u = &u[p * hw..(p + 1) * hw];
+        match v {
+            Some(v) => {
+                let v = &v[p * hw..(p + 1) * hw];
+                for ((o, &u), &v) in o.iter_mut().zip(u).zip(v) {
+                    *o = a * u + b * v + d;
+                }
+            }
+            None => o.iter_mut().zip(u).for_each(|(o, &u)| *o = a * u + d),
+        }
+    };
+    if hw == 0 {
+        return;
+    }
+    if par {
+        out.par_chunks_mut(hw).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(hw).enumerate().for_each(body);
+    }
+}
+
+impl Tensor {
+    /// Batch normalisation of `[N, C, H, W]` over `N, H, W` for each channel, as
+    /// `torch.nn.functional.batch_norm(x, running_mean, running_var, weight, bias, training,
+    /// momentum, eps)`.
+    ///
+    /// Training: normalises with the batch statistics (biased variance) and updates
+    /// `running_mean` / `running_var` in place (the latter with the unbiased variance), by
+    /// PyTorch's convention `new = (1 − momentum)·old + momentum·batch`. Eval: normalises with
+    /// the running statistics. `weight` (γ), `bias` (β) and the running statistics are `[C]`.
+    /// Differentiable in the input, `weight` and `bias`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm2d(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        training: bool,
+        momentum: f32,
+        eps: f32,
+    ) -> Tensor {
+        let &[n, c, h, w] = self.shape() else {
+            panic!(
+                "batch_norm2d: input {:?} must have 4 axes [N, C, H, W]",
+                self.shape()
+            );
+        };
+        for (name, t) in [
+            ("weight", weight),
+            ("bias", bias),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ] {
+            assert!(
+                t.shape() == [c],
+                "batch_norm2d: input {:?} has {c} channels but {name} is {:?}",
+                self.shape(),
+                t.shape()
+            );
+        }
+        let (hw, m) = (h * w, n * h * w);
+        assert!(
+            !training || m > 1,
+            "batch_norm2d: training needs more than one value per channel, input is {:?}",
+            self.shape()
+        );
+        let par = self.numel() >= PAR_MIN;
+        let gamma = weight.to_vec();
+        let x_ref = self.data();
+        let x: &[f32] = &x_ref;
+        // Per-channel mean and 1/σ.
+        let stats: Vec<(f32, f32)> = if training {
+            let moments = per_channel(c, par, |ci| {
+                let mean = channel_sum(n, c, hw, ci, |i| x[i]) / m as f64;
+                let mf = mean as f32;
+                let var = channel_sum(n, c, hw, ci, |i| (x[i] - mf) * (x[i] - mf)) / m as f64;
+                (mean, var)
+            });
+            let mut rm = running_mean.data_mut();
+            let mut rv = running_var.data_mut();
+            let unbias = m as f64 / (m - 1) as f64;
+            for (ci, &(mean, var)) in moments.iter().enumerate() {
+                rm[ci] = (1.0 - momentum) * rm[ci] + momentum * mean as f32;
+                rv[ci] = (1.0 - momentum) * rv[ci] + momentum * (var * unbias) as f32;
+            }
+            moments
+                .iter()
+                .map(|&(mean, var)| (mean as f32, 1.0 / (var as f32 + eps).sqrt()))
+                .collect()
+        } else {
+            let (rm, rv) = (running_mean.data(), running_var.data());
+            rm.iter()
+                .zip(rv.iter())
+                .map(|(&mu, &var)| (mu, 1.0 / (var + eps).sqrt()))
+                .collect()
+        };
+        let beta = bias.data();
+        let coef: Vec<(f32, f32, f32)> = (0..c)
+            .map(|ci| {
+                let (mu, inv) = stats[ci];
+                let a = gamma[ci] * inv;
+                (a, 0.0, beta[ci] - mu * a)
+            })
+            .collect();
+        drop(beta);
+        let mut y = vec![0.0; x.len()];
+        affine_planes(&mut y, x, None, &coef, hw, par);
+        drop(x_ref);
+        let x_t = self.clone();
+        Tensor::from_op(y, self.shape(), &[self, weight, bias], move |dy, needs| {
+            let x_ref = x_t.data();
+            let x: &[f32] = &x_ref;
+            // Σ dy and Σ dy·x̂ per channel.
+            let sums = per_channel(c, par, |ci| {
+                let (mu, inv) = stats[ci];
+                let sum_dy = channel_sum(n, c, hw, ci, |i| dy[i]);
+                let sum_dy_xhat = channel_sum(n, c, hw, ci, |i| dy[i] * (x[i] - mu)) * inv as f64;
+                (sum_dy, sum_dy_xhat)
+            });
+            let dx = needs[0].then(|| {
+                let coef: Vec<(f32, f32, f32)> = (0..c)
+                    .map(|ci| {
+                        let (mu, inv) = stats[ci];
+                        let a = gamma[ci] * inv;
+                        if !training {
+                            return (a, 0.0, 0.0);
+                        }
+                        // dx = a·(dy − Σdy/M − (x − μ)·inv·Σ(dy·x̂)/M) = a·dy + b·x + d
+                        let (sum_dy, sum_dy_xhat) = sums[ci];
+                        let k = (sum_dy_xhat / m as f64) as f32 * inv;
+                        let b = -a * k;
+                        let d = -a * (sum_dy / m as f64) as f32 + a * k * mu;
+                        (a, b, d)
+                    })
+                    .collect();
+                let mut dx = vec![0.0; x.len()];
+                let v = training.then_some(x);
+                affine_planes(&mut dx, dy, v, &coef, hw, par);
+                dx
+            });
+            let dgamma = needs[1].then(|| sums.iter().map(|s| s.1 as f32).collect());
+            let dbeta = needs[2].then(|| sums.iter().map(|s| s.0 as f32).collect());
+            vec![dx, dgamma, dbeta]
+        })
+    }
+}

@@ -1,0 +1,370 @@
+//! 2-D convolution (cross-correlation, as in PyTorch) with stride, zero padding and bias,
+//! computed as im2col + GEMM.
+//!
+//! ## Forward
+//!
+//! For one image `x: [Cin, H, W]` and weight `W: [Cout, Cin, kh, kw]`, viewed as a
+//! `Cout × K` matrix with `K = Cin·kh·kw`,
+//!
+//! ```text
+//! y[co, oy, ox] = b[co] + Σ_{ci, ky, kx} W[co, ci, ky, kx] · x[ci, oy·s + ky − p, ox·s + kx − p]
+//!             Y = W · cols          (Cout × P, P = Ho·Wo)
+//! ```
+//!
+//! where `cols` (`K × P`) is the im2col matrix: column `(oy, ox)` lists the input values under
+//! the kernel at that output position (zeros where it overhangs the padded border), and
+//! `Ho = (H + 2p − kh)/s + 1` (floor), likewise `Wo`.
+//!
+//! ## Backward
+//!
+//! With `dY` the gradient of one image's output (`Cout × P`):
+//!
+//! ```text
+//! dW += dY · colsᵀ              (Cout × K, summed over the batch)
+//! db += Σ_P dY                  (per output channel)
+//! dcols = Wᵀ · dY;  dx = col2im(dcols)
+//! ```
+//!
+//! col2im is the adjoint of im2col: each entry of `dcols` is added back onto the input pixel it
+//! was copied from. Both gradients are GEMMs, so the backward runs at GEMM speed like the
+//! forward (rather than as a direct-loop transposed convolution).
+//!
+//! ## How it is scheduled
+//!
+//! - One rayon task per image; inside a task the GEMMs stay on the calling thread
+//!   ([`gemm`] does not split inside rayon), so the two cores are never oversubscribed. With
+//!   fewer images than threads the images run in turn and each GEMM is split instead.
+//! - `cols` is built one band of output rows at a time, sized to stay in L2
+//!   ([`Geometry::band_rows`]); each worker thread keeps its band buffer between calls.
+//! - The weight gradient is accumulated per worker (rayon `fold`) and summed at the end
+//!   (`reduce`); the input gradient of each image is written by its own task.
+//! - A 1×1 kernel with stride 1 and no padding skips im2col: the image is the column matrix.
+//! - With a single input channel and stride 1 (a network's first layer, `K = kh·kw` too thin
+//!   for a GEMM) the forward is a direct loop that keeps each output row in registers.
+//! - The input gradient is not computed when the input does not need one (the first layer).
+
+mod cpu_kernel;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use crate::gemm::{gemm, MatMut, MatRef};
+use crate::tensor::Tensor;
+use cpu_kernel::{col2im_band, im2col_band, Geometry};
+
+thread_local! {
+    /// Per-thread band buffer(s), kept between calls so the conv allocates none in its loops.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer, grown to at least `len` values (contents
+/// unspecified).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        f(&mut s[..len])
+    })
+}
+
+/// Checks the operands of a conv2d and derives its geometry, naming the op and the shapes
+/// in every failure.
+fn geometry(
+    x: &[usize],
+    w: &[usize],
+    bias: Option<&[usize]>,
+    stride: usize,
+    pad: usize,
+) -> Geometry {
+    let &[n, cin, h, wd] = x else {
+        panic!("conv2d: input {x:?} must have 4 axes [N, Cin, H, W]");
+    };
+    let &[cout, wcin, kh, kw] = w else {
+        panic!("conv2d: weight {w:?} must have 4 axes [Cout, Cin, kh, kw]");
+    };
+    assert!(
+        cin == wcin,
+        "conv2d: input {x:?} has {cin} channels but weight {w:?} expects {wcin}"
+    );
+    if let Some(b) = bias {
+        assert!(
+            b == [cout],
+            "conv2d: bias {b:?} must be [{cout}] to match weight {w:?}"
+        );
+    }
+    assert!(stride >= 1, "conv2d: stride must be at least 1, got 0");
+    assert!(
+        kh >= 1 && kw >= 1 && cout >= 1 && cin >= 1,
+        "conv2d: weight {w:?} has an empty axis"
+    );
+    assert!(
+        h + 2 * pad >= kh && wd + 2 * pad >= kw,
+        "conv2d: kernel {kh}×{kw} of weight {w:?} does not fit input {x:?} padded by {pad}"
+    );
+    Geometry {
+        n,
+        cin,
+        h,
+        w: wd,
+        cout,
+        kh,
+        kw,
+        stride,
+        pad,
+        ho: (h + 2 * pad - kh) / stride + 1,
+        wo: (wd + 2 * pad - kw) / stride + 1,
+    }
+}
+
+impl Tensor {
+    /// 2-D convolution (cross-correlation) like `torch.nn.functional.conv2d`.
+    ///
+    /// `self`: `[N, Cin, H, W]`, `weight`: `[Cout, Cin, kh, kw]`, `bias`: `[Cout]`; zero padding
+    /// of `padding` pixels on every side; output `[N, Cout, Ho, Wo]` with
+    /// `Ho = (H + 2·padding − kh) / stride + 1`. Differentiable in all three operands.
+    ///
+    /// Panics with a message naming both shapes if they do not fit together.
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+    ) -> Tensor {
+        let g = geometry(
+            self.shape(),
+            weight.shape(),
+            bias.map(|b| b.shape()),
+            stride,
+            padding,
+        );
+        let y = {
+            let (x, w) = (self.data(), weight.data());
+            let b = bias.map(|b| b.data());
+            forward(&g, &x, &w, b.as_deref().map(Vec::as_slice))
+        };
+        let mut parents = vec![self, weight];
+        parents.extend(bias);
+        let (x_t, w_t) = (self.clone(), weight.clone());
+        Tensor::from_op(y, &[g.n, g.cout, g.ho, g.wo], &parents, move |dy, needs| {
+            let (x, w) = (x_t.data(), w_t.data());
+            let need_b = needs.get(2).copied().unwrap_or(false);
+            let (dx, dw, db) = backward(&g, &x, &w, dy, needs[0], needs[1], need_b);
+            let mut grads = vec![dx, dw];
+            if needs.len() > 2 {
+                grads.push(db);
+            }
+            grads
+        })
+    }
+}
+
+/// Whether to run one task per image (enough images to keep every thread busy).
+fn per_image_tasks(n: usize) -> bool {
+    n >= rayon::current_num_threads() && n > 1
+}
+
+/// `Y = W · cols (+ b)` for the whole batch.
+fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let mut y = vec![0.0; g.n * g.out_image()];
+    if g.n == 0 {
+        return y;
+    }
+    let run = |(y_i, x_i): (&mut [f32], &[f32])| forward_image(g, x_i, w, bias, y_i);
+    if per_image_tasks(g.n) {
+        y.par_chunks_mut(g.out_image())
+            .zip(x.par_chunks(g.in_image()))
+            .for_each(run);
+    } else {
+        y.chunks_mut(g.out_image())
+            .zip(x.chunks(g.in_image()))
+            .for_each(run);
+    }
+    y
+}
+
+/// One image's forward: `y_i = W · cols(x_i) + b`, band by band.
+fn forward_image(g: &Geometry, x_i: &[f32], w: &[f32], bias: Option<&[f32]>, y_i: &mut [f32]) {
+    let (k, p, wo) = (g.k(), g.p(), g.wo);
+    // The bias initialises the output; the GEMM then accumulates onto it.
+    let beta = match bias {
+        Some(b) => {
+            for (row, &bv) in y_i.chunks_exact_mut(p).zip(b) {
+                row.fill(bv);
+            }
+            1.0
+        }
+        None => 0.0,
+    };
+    let w_mat = MatRef::new(w, g.cout, k);
+    if g.is_pointwise() {
+        let x_mat = MatRef::new(x_i, g.cin, p);
+        return gemm(1.0, w_mat, x_mat, beta, MatMut::new(y_i, g.cout, p));
+    }
+    let band_rows = g.band_rows();
+    with_scratch(g.band_len(), |cols| {
+        for oy0 in (0..g.ho).step_by(band_rows) {
+            let oy1 = (oy0 + band_rows).min(g.ho);
+            let band = (oy1 - oy0) * wo;
+            let cols = &mut cols[..k * band];
+            im2col_band(g, x_i, oy0, oy1, cols);
+            gemm(
+                1.0,
+                w_mat,
+                MatRef::new(cols, k, band),
+                beta,
+                out_band(y_i, g, oy0, oy1),
+            );
+        }
+    });
+}
+
+/// The `Cout × band` block of one image's output `[Cout, P]` for output rows `oy0..oy1`.
+fn out_band<'a>(y_i: &'a mut [f32], g: &Geometry, oy0: usize, oy1: usize) -> MatMut<'a> {
+    MatMut {
+        data: &mut y_i[oy0 * g.wo..],
+        rows: g.cout,
+        cols: (oy1 - oy0) * g.wo,
+        row_stride: g.p(),
+        col_stride: 1,
+    }
+}
+
+/// The same block of one image's output gradient, read-only.
+fn grad_band<'a>(dy_i: &'a [f32], g: &Geometry, oy0: usize, oy1: usize) -> MatRef<'a> {
+    MatRef {
+        data: &dy_i[oy0 * g.wo..],
+        rows: g.cout,
+        cols: (oy1 - oy0) * g.wo,
+        row_stride: g.p(),
+        col_stride: 1,
+    }
+}
+
+/// Per-worker gradient accumulators of the weight (`Cout × K`) and the bias.
+struct Accum {
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
+impl Accum {
+    fn new(g: &Geometry, need_w: bool, need_b: bool) -> Accum {
+        Accum {
+            dw: vec![0.0; if need_w { g.cout * g.k() } else { 0 }],
+            db: vec![0.0; if need_b { g.cout } else { 0 }],
+        }
+    }
+
+    fn merge(mut self, other: Accum) -> Accum {
+        self.dw.iter_mut().zip(&other.dw).for_each(|(a, b)| *a += b);
+        self.db.iter_mut().zip(&other.db).for_each(|(a, b)| *a += b);
+        self
+    }
+}
+
+type Grads = (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>);
+
+/// Gradients of the input, weight and bias (each only if needed) for the whole batch.
+fn backward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    need_x: bool,
+    need_w: bool,
+    need_b: bool,
+) -> Grads {
+    let mut dx = need_x.then(|| vec![0.0; g.n * g.in_image()]);
+    let dx_parts: Vec<Option<&mut [f32]>> = match dx.as_mut() {
+        Some(d) => d.chunks_mut(g.in_image().max(1)).map(Some).collect(),
+        None => (0..g.n).map(|_| None).collect(),
+    };
+    let step = |mut acc: Accum, (i, dx_i): (usize, Option<&mut [f32]>)| {
+        let x_i = &x[i * g.in_image()..(i + 1) * g.in_image()];
+        let dy_i = &dy[i * g.out_image()..(i + 1) * g.out_image()];
+        backward_image(g, x_i, w, dy_i, dx_i, &mut acc, need_w);
+        acc
+    };
+    let acc = if per_image_tasks(g.n) {
+        dx_parts
+            .into_par_iter()
+            .enumerate()
+            .fold(|| Accum::new(g, need_w, need_b), step)
+            .reduce_with(Accum::merge)
+    } else {
+        Some(
+            dx_parts
+                .into_iter()
+                .enumerate()
+                .fold(Accum::new(g, need_w, need_b), step),
+        )
+    }
+    .unwrap_or_else(|| Accum::new(g, need_w, need_b));
+    (dx, need_w.then_some(acc.dw), need_b.then_some(acc.db))
+}
+
+/// One image's contribution: `dW += dY·colsᵀ`, `db += Σ dY`, `dx_i = col2im(Wᵀ·dY)`.
+fn backward_image(
+    g: &Geometry,
+    x_i: &[f32],
+    w: &[f32],
+    dy_i: &[f32],
+    dx_i: Option<&mut [f32]>,
+    acc: &mut Accum,
+    need_w: bool,
+) {
+    let (k, p) = (g.k(), g.p());
+    for (db, row) in acc.db.iter_mut().zip(dy_i.chunks_exact(p)) {
+        *db += row.iter().sum::<f32>();
+    }
+    let w_mat = MatRef::new(w, g.cout, k);
+    if g.is_pointwise() {
+        let dy_mat = MatRef::new(dy_i, g.cout, p);
+        if need_w {
+            let x_mat = MatRef::new(x_i, g.cin, p);
+            gemm(
+                1.0,
+                dy_mat,
+                x_mat.t(),
+                1.0,
+                MatMut::new(&mut acc.dw, g.cout, k),
+            );
+        }
+        if let Some(dx_i) = dx_i {
+            gemm(1.0, w_mat.t(), dy_mat, 0.0, MatMut::new(dx_i, g.cin, p));
+        }
+        return;
+    }
+    let band_rows = g.band_rows();
+    let band_len = g.band_len();
+    let mut dx_i = dx_i;
+    with_scratch(2 * band_len, |scratch| {
+        let (cols, dcols) = scratch.split_at_mut(band_len);
+        for oy0 in (0..g.ho).step_by(band_rows) {
+            let oy1 = (oy0 + band_rows).min(g.ho);
+            let band = (oy1 - oy0) * g.wo;
+            let dy_band = grad_band(dy_i, g, oy0, oy1);
+            if need_w {
+                let cols = &mut cols[..k * band];
+                im2col_band(g, x_i, oy0, oy1, cols);
+                gemm(
+                    1.0,
+                    dy_band,
+                    MatRef::new(cols, k, band).t(),
+                    1.0,
+                    MatMut::new(&mut acc.dw, g.cout, k),
+                );
+            }
+            if let Some(dx_i) = dx_i.as_deref_mut() {
+                let dcols = &mut dcols[..k * band];
+                gemm(1.0, w_mat.t(), dy_band, 0.0, MatMut::new(dcols, k, band));
+                col2im_band(g, dcols, oy0, oy1, dx_i);
+            }
+        }
+    });
+}
