@@ -34,6 +34,9 @@
 //! # Ok::<(), simclr_baselines::BaselineError>(())
 //! ```
 
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod features;
 pub mod gmm;
