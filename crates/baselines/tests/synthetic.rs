@@ -320,3 +320,39 @@ fn raw_u8_images_cluster() {
         assert_eq!(r.accuracy, 1.0, "{}", r.summary());
     }
 }
+
+#[test]
+fn gmm_regularisation_follows_the_feature_scale() {
+    // Unnormalised embeddings can be huge or tiny; the relative covariance regularisation keeps
+    // the mixture well posed either way.
+    let base = blobs(3, 100, 5, 40.0, 14);
+    for scale in [1e-3f32, 1e3] {
+        let x = Features::new(
+            base.view().mapv(|v| v * scale),
+            base.labels().map(|l| l.to_vec()),
+        )
+        .unwrap();
+        let g = GmmBaseline::fit(x.view(), &gmm_params(3, Some(4))).unwrap();
+        let acc =
+            simclr_baselines::cluster_accuracy(&g.predict(x.view()).unwrap(), x.labels().unwrap())
+                .unwrap();
+        assert_eq!(acc, 1.0, "scale {scale}");
+    }
+}
+
+#[test]
+fn degenerate_data_never_panics() {
+    // All samples identical: k-means has nothing to separate, the GMM may legitimately fail,
+    // but both must answer with a Result.
+    let x = Features::from_slice(&[0.5; 40], 20, 2, Some(vec![0; 20])).unwrap();
+    let cfg = BaselineConfig {
+        k: 3,
+        ..BaselineConfig::default()
+    };
+    let k = KMeansBaseline::fit(x.view(), &simclr_baselines::run::kmeans_params(&cfg));
+    assert!(k.is_ok());
+    let g = GmmBaseline::fit(x.view(), &simclr_baselines::run::gmm_params(&cfg));
+    if let Err(e) = g {
+        assert!(!e.to_string().is_empty());
+    }
+}
