@@ -14,7 +14,7 @@
 //!
 //! It is exactly a PyTorch `nn.Sequential` of those layers, so its state-dict names are the
 //! Sequential's: `0.weight`, `0.bias`, `3.weight`, `3.bias`, `7.weight`, `7.bias`
-//! (421,642 parameters), with PyTorch's default initialisation.
+//! (420,352 parameters, as PyTorch counts them), with PyTorch's default initialisation.
 
 use simclr_tensor::Tensor;
 
