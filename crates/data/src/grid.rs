@@ -17,8 +17,8 @@ pub const PER_ROW: usize = 4;
 pub const SCALE: usize = 4;
 const GAP: usize = 2;
 
-/// Writes to `out` a PNG of `n_pairs` images of `set` (the first ones, or evenly spaced if
-/// `spread`) each with its two views under `recipe`, for the run seed `seed`.
+/// Writes to `out` a PNG of `n_pairs` images of `set` (evenly spaced through the set), each
+/// next to its two views under `recipe` for the run seed `seed` (as in epoch 0).
 pub fn augment_grid_png(
     set: &ImageSet,
     recipe: Recipe,

@@ -39,7 +39,10 @@ fn serve(routes: HashMap<&'static str, Reply>) -> String {
             }
             let line = String::from_utf8_lossy(&req);
             let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let reply = routes.get(path.as_str()).cloned().unwrap_or(Reply::NotFound);
+            let reply = routes
+                .get(path.as_str())
+                .cloned()
+                .unwrap_or(Reply::NotFound);
             let _ = match reply {
                 Reply::Ok(body) => s
                     .write_all(
@@ -161,7 +164,9 @@ fn truncated_transfer_is_an_error_and_leaves_nothing() {
     let f = RemoteFile::md5("a.gz", &download::md5_hex(&data));
     match quiet(&[base]).fetch(&f, &t.path().join("a.gz")) {
         Err(e @ DataError::Transfer { .. }) => {
-            let DataError::Transfer { expected, .. } = &e else { unreachable!() };
+            let DataError::Transfer { expected, .. } = &e else {
+                unreachable!()
+            };
             assert_eq!(*expected, Some(10_000));
             assert!(e.to_string().contains("a.gz"));
         }
@@ -206,7 +211,8 @@ fn no_network_lists_every_missing_file_and_where_to_put_it() {
     match &err {
         DataError::Offline { instructions, .. } => {
             assert_eq!(instructions.len(), 4);
-            assert!(instructions[0].contains(&dir.join("train-images-idx3-ubyte.gz").display().to_string()));
+            assert!(instructions[0]
+                .contains(&dir.join("train-images-idx3-ubyte.gz").display().to_string()));
             assert!(instructions[3].contains("ec29112dd5afa0611ce80d1b7f02629c"));
         }
         e => panic!("expected Offline, got {e:?}"),
@@ -246,7 +252,10 @@ fn cifar_tarball(per_batch: usize) -> Vec<u8> {
         }
         add(&format!("{stem}.bin"), &b);
     }
-    add("batches.meta.txt", b"airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n");
+    add(
+        "batches.meta.txt",
+        b"airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n",
+    );
     add("readme.html", b"<html></html>");
     tar.into_inner().unwrap().finish().unwrap()
 }
@@ -254,17 +263,24 @@ fn cifar_tarball(per_batch: usize) -> Vec<u8> {
 #[test]
 fn cifar_tarball_is_downloaded_verified_and_extracted() {
     let tgz = cifar_tarball(3);
-    let base = serve(HashMap::from([("/cifar-10-binary.tar.gz", Reply::Ok(tgz.clone()))]));
+    let base = serve(HashMap::from([(
+        "/cifar-10-binary.tar.gz",
+        Reply::Ok(tgz.clone()),
+    )]));
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join(cifar10::DIR);
     let tarball = RemoteFile::md5("cifar-10-binary.tar.gz", &download::md5_hex(&tgz));
     download::ensure_cifar10_from(&dir, &quiet(&[base.clone()]), &tarball).unwrap();
-    assert_eq!(entries(t.path()), vec![cifar10::DIR.to_string()], "tarball not removed");
+    assert_eq!(
+        entries(t.path()),
+        vec![cifar10::DIR.to_string()],
+        "tarball not removed"
+    );
     assert!(!dir.join("readme.html").exists());
     let (train, test) = cifar10::load_with(&dir, 3).unwrap();
     assert_eq!((train.len(), test.len()), (15, 3));
     assert_eq!(train.images[3 * cifar10::IMAGE_BYTES], 10); // batch 2, record 0
-    // The official checksum does not match these bytes: error, nothing extracted.
+                                                            // The official checksum does not match these bytes: error, nothing extracted.
     let t2 = tempfile::tempdir().unwrap();
     let dir2 = t2.path().join(cifar10::DIR);
     match download::ensure_cifar10(&dir2, &quiet(&[base])) {

@@ -4,13 +4,20 @@ use simclr_data::{Augmenter, DatasetKind, ImageSet, Loader, LoaderConfig, Normal
 
 /// `n` 28×28 images whose pixels all equal the image index mod 256.
 fn numbered(n: usize) -> ImageSet {
-    let images = (0..n).flat_map(|i| std::iter::repeat((i % 256) as u8).take(784)).collect();
+    let images = (0..n)
+        .flat_map(|i| std::iter::repeat((i % 256) as u8).take(784))
+        .collect();
     let labels = (0..n).map(|i| (i % 10) as u8).collect();
     ImageSet::new(images, labels, 1, 28, 28, simclr_data::mnist::class_names()).unwrap()
 }
 
 fn loader(n: usize, seed: u64, cfg: LoaderConfig, recipe: Recipe) -> Loader {
-    Loader::new(numbered(n), Augmenter::new(recipe, DatasetKind::Mnist, seed), cfg).unwrap()
+    Loader::new(
+        numbered(n),
+        Augmenter::new(recipe, DatasetKind::Mnist, seed),
+        cfg,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -64,7 +71,10 @@ fn shuffle_is_seeded_per_epoch_and_resumable() {
         shuffle: false,
         ..LoaderConfig::one_view(50)
     };
-    assert_eq!(loader(100, 1, cfg, Recipe::None).order(9), (0..100).collect::<Vec<_>>());
+    assert_eq!(
+        loader(100, 1, cfg, Recipe::None).order(9),
+        (0..100).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -120,7 +130,12 @@ fn whole_set_normalised_matches_one_view_none() {
         shuffle: false,
         ..LoaderConfig::one_view(100)
     };
-    let l = Loader::new(set, Augmenter::new(Recipe::None, DatasetKind::Mnist, 0), cfg).unwrap();
+    let l = Loader::new(
+        set,
+        Augmenter::new(Recipe::None, DatasetKind::Mnist, 0),
+        cfg,
+    )
+    .unwrap();
     assert_eq!(l.batch(0, 0).unwrap().data, all);
 }
 
@@ -136,5 +151,8 @@ fn augment_grid_png_writes_a_picture() {
     let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
     assert_eq!((w, h), (4 * (3 * 112 + 4 + 8), 2 * (112 + 8)));
-    assert!(simclr_data::augment_grid_png(&set, Recipe::Simclr, DatasetKind::Mnist, 0, 0, &out).is_err());
+    assert!(
+        simclr_data::augment_grid_png(&set, Recipe::Simclr, DatasetKind::Mnist, 0, 0, &out)
+            .is_err()
+    );
 }

@@ -199,27 +199,42 @@ pub fn rotate(img: &mut Image, degrees: f32, s: &mut Scratch) {
         let mut sx = -cos * cx - sin * dy + cx;
         let mut sy = -sin * cx + cos * dy + cy;
         for x in 0..w {
-            let fx0 = sx.floor();
-            let fy0 = sy.floor();
+            let (fx0, fy0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - fx0, sy - fy0);
             let (x0, y0) = (fx0 as isize, fy0 as isize);
-            // The four taps and their weights; taps outside the image contribute 0.
-            let taps = [
-                (x0, y0, (1.0 - fx) * (1.0 - fy)),
-                (x0 + 1, y0, fx * (1.0 - fy)),
-                (x0, y0 + 1, (1.0 - fx) * fy),
-                (x0 + 1, y0 + 1, fx * fy),
-            ];
             let o = y * w + x;
-            for ch in 0..c {
-                let plane = &img.data[ch * hw..(ch + 1) * hw];
-                let mut acc = 0.0;
-                for &(tx, ty, wt) in &taps {
-                    if tx >= 0 && ty >= 0 && (tx as usize) < w && (ty as usize) < h {
-                        acc += wt * plane[ty as usize * w + tx as usize];
-                    }
+            let (wi, hi) = (w as isize, h as isize);
+            let wts = [
+                (1.0 - fx) * (1.0 - fy),
+                fx * (1.0 - fy),
+                (1.0 - fx) * fy,
+                fx * fy,
+            ];
+            if x0 >= 0 && y0 >= 0 && x0 + 1 < wi && y0 + 1 < hi {
+                // Interior: all four taps inside, no bounds checks per tap.
+                let i = y0 as usize * w + x0 as usize;
+                for ch in 0..c {
+                    let p = &img.data[ch * hw..(ch + 1) * hw];
+                    s.out.data[ch * hw + o] = wts[0] * p[i]
+                        + wts[1] * p[i + 1]
+                        + wts[2] * p[i + w]
+                        + wts[3] * p[i + w + 1];
                 }
-                s.out.data[ch * hw + o] = acc;
+            } else if x0 < -1 || y0 < -1 || x0 >= wi || y0 >= hi {
+                // Entirely outside: fill 0 (already zero from `set_shape`).
+            } else {
+                // Border: taps outside the image contribute 0.
+                let taps = [(x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)];
+                for ch in 0..c {
+                    let p = &img.data[ch * hw..(ch + 1) * hw];
+                    let mut acc = 0.0;
+                    for (&(tx, ty), &wt) in taps.iter().zip(&wts) {
+                        if tx >= 0 && ty >= 0 && tx < wi && ty < hi {
+                            acc += wt * p[ty as usize * w + tx as usize];
+                        }
+                    }
+                    s.out.data[ch * hw + o] = acc;
+                }
             }
             sx += cos;
             sy += sin;
