@@ -1,0 +1,85 @@
+//! Criterion bench of `Tensor::conv2d`: forward alone (under `no_grad`) and forward + backward,
+//! all 3×3 kernels with padding 1, at the layer shapes of the MNIST encoder and ResNet-18:
+//!
+//! | name | input | conv |
+//! |---|---|---|
+//! | `1to32_28x28_b256` | [256, 1, 28, 28] | 1 → 32 (first layer: no input gradient) |
+//! | `32to64_14x14_b256` | [256, 32, 14, 14] | 32 → 64 |
+//! | `64to64_32x32_b128` | [128, 64, 32, 32] | 64 → 64 |
+//! | `128to128_16x16_b128` | [128, 128, 16, 16] | 128 → 128 |
+//! | `64to128_s2_32x32_b128` | [128, 64, 32, 32] | 64 → 128, stride 2 |
+//!
+//! Throughput is reported with `Throughput::Elements(flops)`, so criterion's "elem/s" reads as
+//! FLOP/s. The forward counts `2·N·Cout·Ho·Wo·Cin·9` flops; forward + backward counts three
+//! times that (the weight and input gradients are one GEMM each), or twice for the first layer,
+//! as `../shared/ref/bench_kernels.py` does. Compare with the `gemm` bench's 1024³ rate.
+//!
+//! The backward starts from a fixed output gradient handed over by a one-line op (no loss
+//! reduction is timed), like PyTorch's `y.backward(gy)`.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use rand::{rngs::StdRng, SeedableRng};
+use simclr_tensor::{no_grad, Tensor};
+
+/// `(name, input shape, Cout, stride)`.
+const CONVS: &[(&str, [usize; 4], usize, usize)] = &[
+    ("1to32_28x28_b256", [256, 1, 28, 28], 32, 1),
+    ("32to64_14x14_b256", [256, 32, 14, 14], 64, 1),
+    ("64to64_32x32_b128", [128, 64, 32, 32], 64, 1),
+    ("128to128_16x16_b128", [128, 128, 16, 16], 128, 1),
+    ("64to128_s2_32x32_b128", [128, 64, 32, 32], 128, 2),
+];
+
+/// A scalar whose backward hands `gy` to `y` unchanged: `backward()` from it runs `y`'s
+/// backward with `dy = gy`.
+fn inject(y: &Tensor, gy: Vec<f32>) -> Tensor {
+    Tensor::from_op(vec![0.0], &[], &[y], move |_, _| vec![Some(gy)])
+}
+
+fn bench_conv(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut group = c.benchmark_group("conv2d");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    for &(name, xs, cout, stride) in CONVS {
+        let cin = xs[1];
+        let first_layer = cin == 1;
+        let x = Tensor::randn(&xs, &mut rng).set_requires_grad(!first_layer);
+        let w = Tensor::randn(&[cout, cin, 3, 3], &mut rng)
+            .mul_scalar((2.0 / (cin * 9) as f32).sqrt())
+            .set_requires_grad(true);
+        let b = Tensor::zeros(&[cout]).set_requires_grad(true);
+        let (ho, wo) = ((xs[2] - 1) / stride + 1, (xs[3] - 1) / stride + 1);
+        let flops = 2 * xs[0] * cout * ho * wo * cin * 9;
+        let gy = Tensor::randn(&[xs[0], cout, ho, wo], &mut rng).to_vec();
+
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_function(BenchmarkId::new("forward", name), |bench| {
+            bench.iter(|| no_grad(|| x.conv2d(&w, Some(&b), stride, 1)).numel())
+        });
+
+        let passes = if first_layer { 2 } else { 3 };
+        group.throughput(Throughput::Elements((passes * flops) as u64));
+        group.bench_function(BenchmarkId::new("forward_backward", name), |bench| {
+            bench.iter_batched(
+                || gy.clone(),
+                |gy| {
+                    for t in [&x, &w, &b] {
+                        t.zero_grad();
+                    }
+                    let y = x.conv2d(&w, Some(&b), stride, 1);
+                    inject(&y, gy).backward();
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_conv);
+criterion_main!(benches);
