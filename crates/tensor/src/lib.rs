@@ -23,6 +23,7 @@
 pub mod autograd;
 pub mod gemm;
 pub mod gradcheck;
+pub mod memory;
 pub mod ops;
 pub mod shape;
 pub mod tensor;

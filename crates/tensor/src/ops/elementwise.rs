@@ -97,9 +97,14 @@ fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Tensor {
         Binary::Div => zip_map(va, vb, |x, y| x / y),
     };
     let (a_shape, b_shape, shape) = (a.shape().to_vec(), b.shape().to_vec(), out_shape.clone());
-    // Mul and div need the (broadcast) operands in backward.
+    // Mul and div need the (broadcast) operands in backward: a shared handle when the operand
+    // already has the output's shape, a broadcast copy otherwise.
+    let keep = |t: &Tensor, broadcast: Option<Vec<f32>>| match broadcast {
+        Some(v) => Tensor::from_vec(v, &out_shape),
+        None => t.detach(),
+    };
     let saved = match op {
-        Binary::Mul | Binary::Div => Some((va.to_vec(), vb.to_vec())),
+        Binary::Mul | Binary::Div => Some((keep(a, ba), keep(b, bb))),
         _ => None,
     };
     drop((xa, xb));
@@ -111,14 +116,14 @@ fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Tensor {
                 needs[1].then(|| map(g, |v| -v)),
             ),
             (Binary::Mul, Some((x, y))) => (
-                needs[0].then(|| zip_map(g, &y, |g, y| g * y)),
-                needs[1].then(|| zip_map(g, &x, |g, x| g * x)),
+                needs[0].then(|| zip_map(g, &y.data(), |g, y| g * y)),
+                needs[1].then(|| zip_map(g, &x.data(), |g, x| g * x)),
             ),
             (Binary::Div, Some((x, y))) => (
-                needs[0].then(|| zip_map(g, &y, |g, y| g / y)),
+                needs[0].then(|| zip_map(g, &y.data(), |g, y| g / y)),
                 needs[1].then(|| {
-                    let gy = zip_map(g, &x, |g, x| -g * x);
-                    zip_map(&gy, &y, |v, y| v / (y * y))
+                    let gy = zip_map(g, &x.data(), |g, x| -g * x);
+                    zip_map(&gy, &y.data(), |v, y| v / (y * y))
                 }),
             ),
             _ => unreachable!("mul/div save their operands"),
@@ -130,16 +135,17 @@ fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Tensor {
     })
 }
 
-/// A unary op `y = f(x)` whose derivative is expressed through `x` and `y`.
+/// A unary op `y = f(x)` whose derivative is expressed through `x` and `y`. Backward reads
+/// the input and output buffers through shared handles (no copies).
 fn unary(
     x: &Tensor,
     f: impl Fn(f32) -> f32 + Sync,
     df: impl Fn(f32, f32) -> f32 + Sync + 'static,
 ) -> Tensor {
-    let out = map(&x.data(), f);
-    let (xs, ys) = (x.to_vec(), out.clone());
-    Tensor::from_op(out, x.shape(), &[x], move |g, _| {
-        let dydx = zip_map(&xs, &ys, &df);
+    let out = Tensor::from_vec(map(&x.data(), f), x.shape());
+    let (xs, ys) = (x.detach(), out.detach());
+    Tensor::record(out, &[x], move |g, _| {
+        let dydx = zip_map(&xs.data(), &ys.data(), &df);
         vec![Some(zip_map(g, &dydx, |g, d| g * d))]
     })
 }
@@ -207,10 +213,10 @@ impl Tensor {
 
     /// `max(x, 0)`. Backward: `dz` where `x > 0`, else 0.
     pub fn relu(&self) -> Tensor {
-        let out = map(&self.data(), |x| x.max(0.0));
-        let ys = out.clone();
-        Tensor::from_op(out, self.shape(), &[self], move |g, _| {
-            vec![Some(zip_map(g, &ys, |g, y| if y > 0.0 { g } else { 0.0 }))]
+        let out = Tensor::from_vec(map(&self.data(), |x| x.max(0.0)), self.shape());
+        let ys = out.detach();
+        Tensor::record(out, &[self], move |g, _| {
+            vec![Some(zip_map(g, &ys.data(), |g, y| if y > 0.0 { g } else { 0.0 }))]
         })
     }
 }
