@@ -12,8 +12,16 @@ use simclr_data::{augment_grid_png, cifar10, mnist, resolve_data_dir, DatasetKin
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let kind: DatasetKind = args.first().map(String::as_str).unwrap_or("mnist").parse()?;
-    let recipe: Recipe = args.get(1).map(String::as_str).unwrap_or("simclr").parse()?;
+    let kind: DatasetKind = args
+        .first()
+        .map(String::as_str)
+        .unwrap_or("mnist")
+        .parse()?;
+    let recipe: Recipe = args
+        .get(1)
+        .map(String::as_str)
+        .unwrap_or("simclr")
+        .parse()?;
     let out = PathBuf::from(args.get(2).map(String::as_str).unwrap_or("augment.png"));
     let dir = resolve_data_dir(None);
     let (train, _) = match kind {

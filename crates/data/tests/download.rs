@@ -107,7 +107,12 @@ fn good_file_is_verified_and_renamed_into_place() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("mnist");
     let f = RemoteFile::md5("a.gz", &download::md5_hex(&data));
-    download::ensure_mnist_files(&dir, &quiet(&[base.clone()]), &[f.clone()]).unwrap();
+    download::ensure_mnist_files(
+        &dir,
+        &quiet(std::slice::from_ref(&base)),
+        std::slice::from_ref(&f),
+    )
+    .unwrap();
     assert_eq!(std::fs::read(dir.join("a.gz")).unwrap(), data);
     assert_eq!(entries(&dir), vec!["a.gz"]);
     // SHA-256 works too.
@@ -133,7 +138,7 @@ fn corrupt_file_is_deleted_and_named_with_its_mirror() {
     let base = serve(HashMap::from([("/a.gz", Reply::Ok(bad))]));
     let t = tempfile::tempdir().unwrap();
     let f = RemoteFile::md5("a.gz", &download::md5_hex(&data));
-    match quiet(&[base.clone()]).fetch(&f, &t.path().join("a.gz")) {
+    match quiet(std::slice::from_ref(&base)).fetch(&f, &t.path().join("a.gz")) {
         Err(DataError::Checksum {
             file,
             mirror,
@@ -180,7 +185,7 @@ fn http_404_is_reported_with_the_url() {
     let base = serve(HashMap::new());
     let t = tempfile::tempdir().unwrap();
     let f = RemoteFile::md5("missing.gz", "00");
-    match quiet(&[base.clone()]).fetch(&f, &t.path().join("missing.gz")) {
+    match quiet(std::slice::from_ref(&base)).fetch(&f, &t.path().join("missing.gz")) {
         Err(DataError::Http { status, url, .. }) => {
             assert_eq!(status, 404);
             assert_eq!(url, format!("{base}missing.gz"));
@@ -248,7 +253,7 @@ fn cifar_tarball(per_batch: usize) -> Vec<u8> {
         let mut b = Vec::new();
         for i in 0..per_batch {
             b.push(((i + k) % 10) as u8);
-            b.extend(std::iter::repeat((k * 10 + i) as u8).take(cifar10::IMAGE_BYTES));
+            b.extend_from_slice(&[(k * 10 + i) as u8; cifar10::IMAGE_BYTES]);
         }
         add(&format!("{stem}.bin"), &b);
     }
@@ -270,7 +275,7 @@ fn cifar_tarball_is_downloaded_verified_and_extracted() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join(cifar10::DIR);
     let tarball = RemoteFile::md5("cifar-10-binary.tar.gz", &download::md5_hex(&tgz));
-    download::ensure_cifar10_from(&dir, &quiet(&[base.clone()]), &tarball).unwrap();
+    download::ensure_cifar10_from(&dir, &quiet(std::slice::from_ref(&base)), &tarball).unwrap();
     assert_eq!(
         entries(t.path()),
         vec![cifar10::DIR.to_string()],

@@ -4,9 +4,7 @@ use simclr_data::{Augmenter, DatasetKind, ImageSet, Loader, LoaderConfig, Normal
 
 /// `n` 28×28 images whose pixels all equal the image index mod 256.
 fn numbered(n: usize) -> ImageSet {
-    let images = (0..n)
-        .flat_map(|i| std::iter::repeat((i % 256) as u8).take(784))
-        .collect();
+    let images = (0..n).flat_map(|i| [(i % 256) as u8; 784]).collect();
     let labels = (0..n).map(|i| (i % 10) as u8).collect();
     ImageSet::new(images, labels, 1, 28, 28, simclr_data::mnist::class_names()).unwrap()
 }

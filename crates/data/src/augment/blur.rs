@@ -2,9 +2,9 @@
 //!
 //! The kernel `k[i] ∝ exp(-(i - r)² / 2σ²)`, `i = 0..2r`, normalised to sum 1, is computed
 //! once per image (σ is drawn per image) and applied separably: a horizontal pass into the
-//! scratch image, then a vertical pass back. Borders are reflected (`dcba|abcd|dcba` without
-//! repeating the edge, like torchvision), through a precomputed index table, so the inner
-//! loops have no branches. Because the kernel sums to 1, a constant image stays constant.
+//! scratch image, then a vertical pass back. Borders are reflected (`dcb|abcd|cba`, the edge
+//! not repeated, like torchvision's `reflect` padding) through a precomputed index table, so
+//! the inner loops are branch-free multiply-adds over contiguous rows. Because the kernel sums to 1, a constant image stays constant.
 
 use rand::Rng;
 
@@ -86,16 +86,24 @@ pub fn blur(img: &mut Image, k: usize, sigma: f32, s: &mut Scratch) {
     reflect_table(w, r, &mut s.idx_a);
     reflect_table(h, r, &mut s.idx_b);
     s.out.set_shape(c, h, w);
-    // Horizontal pass: img -> s.out.
+    // Horizontal pass: img -> s.out. Each row is first copied into a padded buffer
+    // (`s.w_a`, through the reflect table) so the taps read contiguous memory.
+    s.w_a.clear();
+    s.w_a.resize(w + 2 * r, 0.0);
     for (src, dst) in img
         .data
         .chunks_exact(hw)
         .zip(s.out.data.chunks_exact_mut(hw))
     {
         for (srow, drow) in src.chunks_exact(w).zip(dst.chunks_exact_mut(w)) {
-            for (x, d) in drow.iter_mut().enumerate() {
-                let taps = &s.idx_a[x..x + k];
-                *d = taps.iter().zip(kw).map(|(&i, &wt)| srow[i] * wt).sum();
+            for (p, &i) in s.w_a.iter_mut().zip(&s.idx_a) {
+                *p = srow[i];
+            }
+            drow.fill(0.0);
+            for (t, &wt) in kw.iter().enumerate() {
+                for (d, &v) in drow.iter_mut().zip(&s.w_a[t..t + w]) {
+                    *d += wt * v;
+                }
             }
         }
     }

@@ -117,6 +117,37 @@ fn blur_preserves_mean_of_constant_image() {
 }
 
 #[test]
+fn separable_blur_matches_a_direct_2d_convolution() {
+    let (c, h, w, k, sigma) = (3, 7, 9, 5, 1.3);
+    let src = ramp(c, h, w);
+    let mut fast = src.clone();
+    blur::blur(&mut fast, k, sigma, &mut Scratch::default());
+    let (kw, _) = blur::kernel(k, sigma);
+    let reflect = |i: isize, n: isize| -> usize {
+        let i = if i < 0 { -i } else { i };
+        (if i >= n { 2 * (n - 1) - i } else { i }) as usize
+    };
+    let r = (k / 2) as isize;
+    for ch in 0..c {
+        for y in 0..h as isize {
+            for x in 0..w as isize {
+                let mut acc = 0.0;
+                for dy in -r..=r {
+                    for dx in -r..=r {
+                        let (sy, sx) = (reflect(y + dy, h as isize), reflect(x + dx, w as isize));
+                        acc += kw[(dy + r) as usize]
+                            * kw[(dx + r) as usize]
+                            * src.data[ch * h * w + sy * w + sx];
+                    }
+                }
+                let got = fast.data[ch * h * w + y as usize * w + x as usize];
+                assert!((got - acc).abs() < 1e-5, "({ch},{y},{x}): {got} vs {acc}");
+            }
+        }
+    }
+}
+
+#[test]
 fn blur_kernel_is_normalised_and_symmetric() {
     let (k, n) = blur::kernel(5, 1.0);
     assert_eq!(n, 5);
