@@ -68,6 +68,38 @@ impl AdamConfig {
     }
 }
 
+const NO_DECAY: u8 = 0;
+const DECOUPLED: u8 = 1;
+const L2: u8 = 2;
+
+/// The scalars of one Adam update of one tensor.
+struct AdamKernel {
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    step_size: f32,
+    bc2_sqrt: f32,
+    wd: f32,
+    decay: f32,
+}
+
+impl AdamKernel {
+    /// Updates a chunk of parameters `p` with gradients `g` and moments `m`, `v`.
+    #[inline]
+    fn run<const MODE: u8>(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = if MODE == L2 { g + self.wd * *p } else { g };
+            if MODE == DECOUPLED {
+                *p *= self.decay;
+            }
+            *m += (g - *m) * (1.0 - self.b1);
+            *v = *v * self.b2 + (1.0 - self.b2) * g * g;
+            let denom = v.sqrt() / self.bc2_sqrt + self.eps;
+            *p -= self.step_size * *m / denom;
+        }
+    }
+}
+
 /// The Adam / AdamW optimizer.
 pub struct Adam {
     params: Vec<Tensor>,
@@ -120,19 +152,21 @@ impl Optimizer for Adam {
                 &mut self.exp_avg[i],
                 &mut self.exp_avg_sq[i],
                 |p, g, m, v| {
-                    for j in 0..p.len() {
-                        let mut gj = g[j];
-                        if wd != 0.0 {
-                            if decoupled {
-                                p[j] *= decay;
-                            } else {
-                                gj += wd * p[j];
-                            }
-                        }
-                        m[j] += (gj - m[j]) * (1.0 - b1);
-                        v[j] = v[j] * b2 + (1.0 - b2) * gj * gj;
-                        let denom = v[j].sqrt() / bc2_sqrt + eps;
-                        p[j] -= step_size * m[j] / denom;
+                    let k = AdamKernel {
+                        b1,
+                        b2,
+                        eps,
+                        step_size,
+                        bc2_sqrt,
+                        wd,
+                        decay,
+                    };
+                    // One specialised loop per weight-decay mode keeps the branch out of the
+                    // vectorised inner loop.
+                    match (wd != 0.0, decoupled) {
+                        (false, _) => k.run::<NO_DECAY>(p, g, m, v),
+                        (true, true) => k.run::<DECOUPLED>(p, g, m, v),
+                        (true, false) => k.run::<L2>(p, g, m, v),
                     }
                 },
             );

@@ -15,11 +15,12 @@
 //! adaptation; they are exactly the 1-D tensors, so this implementation excludes every
 //! parameter with fewer than two axes (configurable).
 
+use rayon::prelude::*;
 use simclr_tensor::Tensor;
 
 use super::{
-    l2_norm, read_state, write_state, zeros_like_all, zip_update1, LoadedState, OptimStateError,
-    Optimizer,
+    chunk_sum_sq, l2_norm, read_state, write_state, zeros_like_all, zip_update1, LoadedState,
+    OptimStateError, Optimizer, CHUNK, PAR_MIN,
 };
 
 /// Hyper-parameters of [`Lars`].
@@ -51,6 +52,41 @@ impl LarsConfig {
             nesterov: false,
             exclude_1d: true,
         }
+    }
+}
+
+/// `v ← μ·v + lr·(g + λθ)`, `θ ← θ − v` (or the Nesterov variant) over one chunk.
+#[inline]
+fn lars_kernel<const NESTEROV: bool>(
+    p: &mut [f32],
+    g: &[f32],
+    v: &mut [f32],
+    mu: f32,
+    wd: f32,
+    lr: f32,
+) {
+    for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
+        let g = g + wd * *p;
+        *v = mu * *v + lr * g;
+        *p -= if NESTEROV { mu * *v + lr * g } else { *v };
+    }
+}
+
+/// `‖g + λθ‖`, accumulated in f64 without materialising the sum (parallel for large tensors).
+fn decayed_norm(g: &[f32], w: &[f32], wd: f32) -> f64 {
+    let sq = |(g, w): (&[f32], &[f32])| chunk_sum_sq(g.len(), |i| g[i] + wd * w[i]);
+    if g.len() < PAR_MIN {
+        g.chunks(CHUNK)
+            .zip(w.chunks(CHUNK))
+            .map(sq)
+            .sum::<f64>()
+            .sqrt()
+    } else {
+        g.par_chunks(CHUNK)
+            .zip(w.par_chunks(CHUNK))
+            .map(sq)
+            .sum::<f64>()
+            .sqrt()
     }
 }
 
@@ -105,14 +141,7 @@ impl Optimizer for Lars {
                 let g_norm = if wd == 0.0 {
                     l2_norm(g)
                 } else {
-                    g.iter()
-                        .zip(data.iter())
-                        .map(|(&g, &w)| {
-                            let d = (g + wd * w) as f64;
-                            d * d
-                        })
-                        .sum::<f64>()
-                        .sqrt()
+                    decayed_norm(g, &data, wd)
                 };
                 let trust = if w_norm > 0.0 && g_norm > 0.0 {
                     (eta as f64 * w_norm / g_norm) as f32
@@ -122,15 +151,10 @@ impl Optimizer for Lars {
                 lr * trust
             };
             zip_update1(&mut data, g, &mut self.momentum[i], |p, g, v| {
-                for j in 0..p.len() {
-                    let gj = g[j] + wd * p[j];
-                    v[j] = mu * v[j] + scaled_lr * gj;
-                    let update = if nesterov {
-                        mu * v[j] + scaled_lr * gj
-                    } else {
-                        v[j]
-                    };
-                    p[j] -= update;
+                if nesterov {
+                    lars_kernel::<true>(p, g, v, mu, wd, scaled_lr)
+                } else {
+                    lars_kernel::<false>(p, g, v, mu, wd, scaled_lr)
                 }
             });
         }

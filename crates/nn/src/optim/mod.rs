@@ -124,11 +124,28 @@ pub(crate) fn zip_update1(
     }
 }
 
-/// `√Σ x²`, accumulated in f64 (in parallel for large slices).
+/// `Σ f(i)²` over one chunk with eight independent f32 lanes (so it vectorises), returned as
+/// f64; chunks are at most [`CHUNK`] long, so the f32 partial sums stay accurate.
+#[inline]
+pub(crate) fn chunk_sum_sq(n: usize, f: impl Fn(usize) -> f32) -> f64 {
+    let mut lanes = [0.0f32; 8];
+    let full = n / 8 * 8;
+    for base in (0..full).step_by(8) {
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let v = f(base + l);
+            *lane += v * v;
+        }
+    }
+    let tail: f64 = (full..n).map(|i| (f(i) as f64).powi(2)).sum();
+    lanes.iter().map(|&l| l as f64).sum::<f64>() + tail
+}
+
+/// `√Σ x²`, summed per chunk in f32 lanes and across chunks in f64 (in parallel for large
+/// slices).
 pub(crate) fn l2_norm(x: &[f32]) -> f64 {
-    let sq = |c: &[f32]| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+    let sq = |c: &[f32]| chunk_sum_sq(c.len(), |i| c[i]);
     if x.len() < PAR_MIN {
-        sq(x).sqrt()
+        x.chunks(CHUNK).map(sq).sum::<f64>().sqrt()
     } else {
         x.par_chunks(CHUNK).map(sq).sum::<f64>().sqrt()
     }

@@ -63,6 +63,35 @@ impl SgdConfig {
     }
 }
 
+/// The scalars of one momentum-SGD update of one tensor.
+struct SgdKernel {
+    lr: f32,
+    mu: f32,
+    dampening: f32,
+    wd: f32,
+}
+
+impl SgdKernel {
+    #[inline]
+    fn run<const FIRST: bool, const NESTEROV: bool>(
+        &self,
+        p: &mut [f32],
+        g: &[f32],
+        b: &mut [f32],
+    ) {
+        for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
+            let g = g + self.wd * *p;
+            *b = if FIRST {
+                g
+            } else {
+                self.mu * *b + (1.0 - self.dampening) * g
+            };
+            let d = if NESTEROV { g + self.mu * *b } else { *b };
+            *p -= self.lr * d;
+        }
+    }
+}
+
 /// The SGD optimizer.
 pub struct Sgd {
     params: Vec<Tensor>,
@@ -112,18 +141,25 @@ impl Optimizer for Sgd {
                 });
                 continue;
             }
-            zip_update1(&mut data, g, &mut self.momentum_buffer[i], |p, g, b| {
-                for j in 0..p.len() {
-                    let gj = g[j] + wd * p[j];
-                    b[j] = if first {
-                        gj
-                    } else {
-                        mu * b[j] + (1.0 - dampening) * gj
-                    };
-                    let d = if nesterov { gj + mu * b[j] } else { b[j] };
-                    p[j] -= lr * d;
-                }
-            });
+            let k = SgdKernel {
+                lr,
+                mu,
+                dampening,
+                wd,
+            };
+            // One specialised loop per (first step, Nesterov) case keeps the branches out of
+            // the vectorised inner loop.
+            zip_update1(
+                &mut data,
+                g,
+                &mut self.momentum_buffer[i],
+                |p, g, b| match (first, nesterov) {
+                    (true, true) => k.run::<true, true>(p, g, b),
+                    (true, false) => k.run::<true, false>(p, g, b),
+                    (false, true) => k.run::<false, true>(p, g, b),
+                    (false, false) => k.run::<false, false>(p, g, b),
+                },
+            );
         }
     }
 
