@@ -88,3 +88,17 @@ pub fn test_data_dir() -> Option<PathBuf> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_data_dir_wins() {
+        // (The environment fallbacks are not tested here: tests share one environment.)
+        assert_eq!(
+            resolve_data_dir(Some(Path::new("/x/y"))),
+            PathBuf::from("/x/y")
+        );
+    }
+}
