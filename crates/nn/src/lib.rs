@@ -27,6 +27,9 @@
 //! assert_eq!(z.shape(), &[2, 128]);
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod activation;
 pub mod batch_norm;
 pub mod checkpoint;
