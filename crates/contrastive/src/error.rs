@@ -1,0 +1,57 @@
+//! The one error type of pretraining and evaluation.
+
+use std::path::PathBuf;
+
+use simclr_nn::CheckpointError;
+
+/// Why pretraining (or resuming it) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PretrainError {
+    /// The loss became NaN or infinite; nothing was updated at that step and the checkpoint
+    /// of the last completed epoch (if any) is left as it was.
+    #[error(
+        "pretraining stopped: the loss is {loss} at step {step} (epoch {epoch}, batch {batch}); {}",
+        match last_good { Some(p) => format!("the last good checkpoint is {}", p.display()),
+                          None => "no checkpoint was written before it".to_string() }
+    )]
+    NonFiniteLoss {
+        /// Global step index (0-based) of the bad loss.
+        step: usize,
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Batch within the epoch (0-based).
+        batch: usize,
+        /// The value.
+        loss: f32,
+        /// The checkpoint of the last completed epoch, untouched.
+        last_good: Option<PathBuf>,
+    },
+    /// Saving or loading a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// `resume` found no checkpoint in the run directory.
+    #[error("cannot resume: no checkpoint `{}` in {}", crate::checkpoint::CHECKPOINT_FILE, dir.display())]
+    NoCheckpoint {
+        /// The run directory.
+        dir: PathBuf,
+    },
+    /// The checkpoint belongs to a different run (its metadata disagrees with this one).
+    #[error("cannot resume from {}: {reason}", path.display())]
+    IncompatibleRun {
+        /// The checkpoint.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// The run directory could not be created.
+    #[error("cannot create the run directory {}: {source}", dir.display())]
+    RunDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The loader yields no batch (fewer images than one batch), or a batch has one pair.
+    #[error("pretraining needs at least one batch of 2 or more images per epoch; {0}")]
+    NoBatches(String),
+}
