@@ -27,6 +27,7 @@
 
 use rayon::prelude::*;
 
+use super::pool::sum_map2;
 use crate::tensor::Tensor;
 
 /// Below this many elements the passes run on one thread.
@@ -45,21 +46,21 @@ fn per_channel<T: Send>(
     }
 }
 
-/// `Σ_{n} Σ_{hw} f(x[n, c, hw], …)` for channel `c` of an `[n, channels, hw]` array, in f64.
+/// `Σ_{n, hw} f(u[n, c, hw], v[n, c, hw])` for channel `c` of `[n, channels, hw]` arrays: each
+/// plane summed in f32 (vectorised), the planes in f64.
 fn channel_sum(
-    n: usize,
-    channels: usize,
-    hw: usize,
+    (n, channels, hw): (usize, usize, usize),
     c: usize,
-    f: impl Fn(usize) -> f32, // flat index → value to add
+    u: &[f32],
+    v: &[f32],
+    f: impl Fn(f32, f32) -> f32 + Copy,
 ) -> f64 {
-    let mut total = 0.0f64;
-    for ni in 0..n {
-        let base = (ni * channels + c) * hw;
-        // A plane is summed in f32 (vectorised), the planes in f64.
-        total += (base..base + hw).map(&f).sum::<f32>() as f64;
-    }
-    total
+    (0..n)
+        .map(|ni| {
+            let at = (ni * channels + c) * hw;
+            sum_map2(&u[at..at + hw], &v[at..at + hw], f) as f64
+        })
+        .sum()
 }
 
 /// `out[n, c, :] = a[c]·u[n, c, :] + b[c]·v[n, c, :] + d[c]` over all planes (`v` optional).
@@ -136,6 +137,7 @@ impl Tensor {
             );
         }
         let (hw, m) = (h * w, n * h * w);
+        let dims = (n, c, hw);
         assert!(
             !training || m > 1,
             "batch_norm2d: training needs more than one value per channel, input is {:?}",
@@ -148,9 +150,9 @@ impl Tensor {
         // Per-channel mean and 1/σ.
         let stats: Vec<(f32, f32)> = if training {
             let moments = per_channel(c, par, |ci| {
-                let mean = channel_sum(n, c, hw, ci, |i| x[i]) / m as f64;
+                let mean = channel_sum(dims, ci, x, x, |v, _| v) / m as f64;
                 let mf = mean as f32;
-                let var = channel_sum(n, c, hw, ci, |i| (x[i] - mf) * (x[i] - mf)) / m as f64;
+                let var = channel_sum(dims, ci, x, x, |v, _| (v - mf) * (v - mf)) / m as f64;
                 (mean, var)
             });
             let mut rm = running_mean.data_mut();
@@ -190,8 +192,8 @@ impl Tensor {
             // Σ dy and Σ dy·x̂ per channel.
             let sums = per_channel(c, par, |ci| {
                 let (mu, inv) = stats[ci];
-                let sum_dy = channel_sum(n, c, hw, ci, |i| dy[i]);
-                let sum_dy_xhat = channel_sum(n, c, hw, ci, |i| dy[i] * (x[i] - mu)) * inv as f64;
+                let sum_dy = channel_sum(dims, ci, dy, dy, |g, _| g);
+                let sum_dy_xhat = channel_sum(dims, ci, dy, x, |g, v| g * (v - mu)) * inv as f64;
                 (sum_dy, sum_dy_xhat)
             });
             let dx = needs[0].then(|| {

@@ -1,6 +1,6 @@
 //! The CPU kernels behind [`Tensor::conv2d`](crate::Tensor::conv2d): the geometry of one
-//! convolution, im2col / col2im over a band of output rows, and a direct kernel for a single
-//! input channel.
+//! convolution, im2col / col2im over a band of output rows, and direct kernels (forward and
+//! weight gradient) for a single input channel.
 //!
 //! ## im2col over a band of rows
 //!
@@ -28,9 +28,13 @@ pub(crate) struct Geometry {
     pub wo: usize,
 }
 
-/// Target size of one band of columns: well inside the 1 MiB L2 of the machines this was tuned
-/// on, leaving room for the GEMM's packed weight panel.
-const BAND_BYTES: usize = 384 * 1024;
+/// Target size of one band of columns: inside the 1 MiB L2 of the machines this was tuned on,
+/// leaving room for the GEMM's packed panels.
+const BAND_BYTES: usize = 512 * 1024;
+
+/// Fewest output pixels per band: below this the GEMM re-packs the weight for too little work
+/// (matrixmultiply packs `A` once per call), which costs more than an L2 miss on the columns.
+const MIN_BAND_COLS: usize = 256;
 
 impl Geometry {
     /// Rows of the column matrix: `cin·kh·kw`.
@@ -58,10 +62,19 @@ impl Geometry {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
     }
 
-    /// Output rows per band so that a band's columns take at most [`BAND_BYTES`].
+    /// Output rows per band: as many as fit in [`BAND_BYTES`] of columns, but at least
+    /// [`MIN_BAND_COLS`] output pixels.
     pub fn band_rows(&self) -> usize {
         let row_bytes = self.k() * self.wo * std::mem::size_of::<f32>();
-        (BAND_BYTES / row_bytes.max(1)).clamp(1, self.ho.max(1))
+        (BAND_BYTES / row_bytes.max(1))
+            .max(MIN_BAND_COLS.div_ceil(self.wo.max(1)))
+            .clamp(1, self.ho.max(1))
+    }
+
+    /// One input channel and stride 1: `K = kh·kw` is too thin for a GEMM (each output would
+    /// get a handful of multiply-adds per load and store of `C`), so direct loops run instead.
+    pub fn is_direct(&self) -> bool {
+        self.cin == 1 && self.stride == 1
     }
 
     /// The column buffer length a band needs.
@@ -151,6 +164,202 @@ pub(crate) fn col2im_band(g: &Geometry, cols: &[f32], oy0: usize, oy1: usize, dx
                             *d += v;
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Lanes of one output block of the direct kernels (one AVX-512 register of f32).
+const LANES: usize = 16;
+
+/// `a·b + c`, fused into one instruction when the build targets a CPU with FMA (and computed
+/// as two roundings otherwise, rather than through a slow software `fma`).
+#[inline(always)]
+fn fmadd(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(target_feature = "fma") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+impl Geometry {
+    /// Width of the zero-padded input plane: the padded image, widened so the last block of
+    /// [`LANES`] outputs in a row can read a full block for every tap.
+    fn padded_w(&self) -> usize {
+        (self.w + 2 * self.pad).max(self.wo.div_ceil(LANES) * LANES + self.kw - 1)
+    }
+
+    /// Rows of the zero-padded input plane.
+    fn padded_h(&self) -> usize {
+        self.h + 2 * self.pad
+    }
+
+    /// Scratch the direct kernels need: the padded plane.
+    pub fn direct_scratch_len(&self) -> usize {
+        self.padded_h() * self.padded_w()
+    }
+
+    /// Offset in the padded plane of every tap `(ky, kx)` from its output position.
+    fn tap_offsets<const T: usize>(&self) -> [usize; T] {
+        std::array::from_fn(|t| (t / self.kw) * self.padded_w() + t % self.kw)
+    }
+}
+
+/// Copies a single-channel image `x` (`[h, w]`) into `xp` (`[padded_h, padded_w]`) with a zero
+/// border, so every tap of the direct kernels reads whole blocks without bounds tests.
+pub(crate) fn pad_plane(g: &Geometry, x: &[f32], xp: &mut [f32]) {
+    let (p, wp) = (g.pad, g.padded_w());
+    xp.fill(0.0);
+    for (iy, row) in x.chunks_exact(g.w).enumerate() {
+        xp[(iy + p) * wp + p..][..g.w].copy_from_slice(row);
+    }
+}
+
+/// Direct forward of a single-channel, stride-1 convolution of one image:
+/// `y[co, oy, ox] = b[co] + Σ_{ky,kx} w[co, ky, kx] · xp[oy + ky, ox + kx]`. 3×3 and 5×5
+/// kernels take the register-blocked kernel.
+pub(crate) fn direct_forward(
+    g: &Geometry,
+    xp: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    match g.kh * g.kw {
+        9 if g.kh == 3 => direct_forward_taps::<9>(g, xp, w, bias, y),
+        25 if g.kh == 5 => direct_forward_taps::<25>(g, xp, w, bias, y),
+        _ => direct_forward_rows(g, xp, w, bias, y),
+    }
+}
+
+/// The register-blocked forward: for each output channel its `T` weights sit in registers,
+/// and each block of [`LANES`] outputs of a row is `T` multiply-adds of input vectors (read
+/// from the padded plane, in L1) and one store; the channel's plane is written in order.
+fn direct_forward_taps<const T: usize>(
+    g: &Geometry,
+    xp: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (wo, p, wp) = (g.wo, g.p(), g.padded_w());
+    let offsets = g.tap_offsets::<T>();
+    for (co, (wc, yc)) in w.chunks_exact(T).zip(y.chunks_exact_mut(p)).enumerate() {
+        let wc: &[f32; T] = wc.try_into().unwrap();
+        let b = bias.map_or(0.0, |b| b[co]);
+        for oy in 0..g.ho {
+            for ox0 in (0..wo).step_by(LANES) {
+                let base = oy * wp + ox0;
+                let mut acc = [b; LANES];
+                for t in 0..T {
+                    let xv: &[f32; LANES] = xp[base + offsets[t]..][..LANES].try_into().unwrap();
+                    for l in 0..LANES {
+                        acc[l] = fmadd(wc[t], xv[l], acc[l]);
+                    }
+                }
+                let at = oy * wo + ox0;
+                if at + LANES <= p {
+                    // A whole-register store. A short last block of a row spills into the
+                    // following row, which is written after this one; a copy of only the
+                    // valid values would call memcpy.
+                    <&mut [f32; LANES]>::try_from(&mut yc[at..at + LANES])
+                        .unwrap()
+                        .copy_from_slice(&acc);
+                } else {
+                    for (o, a) in yc[at..].iter_mut().zip(acc) {
+                        *o = a;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The plain forward for other kernel sizes: each tap is a multiply-add of a whole row.
+fn direct_forward_rows(g: &Geometry, xp: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let (kk, wo, wp) = (g.kh * g.kw, g.wo, g.padded_w());
+    for (co, (wc, yc)) in w
+        .chunks_exact(kk)
+        .zip(y.chunks_exact_mut(g.p()))
+        .enumerate()
+    {
+        yc.fill(bias.map_or(0.0, |b| b[co]));
+        for (oy, out) in yc.chunks_exact_mut(wo).enumerate() {
+            for ky in 0..g.kh {
+                let row = &xp[(oy + ky) * wp..][..wp];
+                for kx in 0..g.kw {
+                    let wv = wc[ky * g.kw + kx];
+                    for (o, &v) in out.iter_mut().zip(&row[kx..kx + wo]) {
+                        *o += wv * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Direct weight gradient of a single-channel, stride-1 convolution of one image:
+/// `dw[co, ky, kx] += Σ_{oy,ox} dy[co, oy, ox] · xp[oy + ky, ox + kx]`.
+pub(crate) fn direct_weight_grad(g: &Geometry, xp: &[f32], dy: &[f32], dw: &mut [f32]) {
+    match g.kh * g.kw {
+        9 if g.kh == 3 => direct_weight_grad_taps::<9>(g, xp, dy, dw),
+        25 if g.kh == 5 => direct_weight_grad_taps::<25>(g, xp, dy, dw),
+        _ => direct_weight_grad_rows(g, xp, dy, dw),
+    }
+}
+
+/// The register-blocked weight gradient: for each output channel, `T` vector accumulators (one
+/// per tap) run over the whole image, each block adding `dy`-block × input-block; the lanes
+/// are summed once at the end. Lanes past the end of a row get a zero `dy`.
+fn direct_weight_grad_taps<const T: usize>(g: &Geometry, xp: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let (wo, wp) = (g.wo, g.padded_w());
+    let offsets = g.tap_offsets::<T>();
+    // Lanes of each block of a row that lie inside the row (the last block may be short).
+    let masks: Vec<[bool; LANES]> = (0..wo)
+        .step_by(LANES)
+        .map(|ox0| std::array::from_fn(|l| ox0 + l < wo))
+        .collect();
+    for (co, dwc) in dw.chunks_exact_mut(T).enumerate() {
+        let mut acc = [[0.0f32; LANES]; T];
+        for oy in 0..g.ho {
+            for (ox0, mask) in (0..wo).step_by(LANES).zip(&masks) {
+                let at = co * g.p() + oy * wo + ox0;
+                // A whole-register load (reading past the row when the block is short), with
+                // the lanes outside the row zeroed by a select, not a per-lane copy.
+                let gv: [f32; LANES] = match dy.get(at..at + LANES) {
+                    Some(raw) => {
+                        let raw: &[f32; LANES] = raw.try_into().unwrap();
+                        std::array::from_fn(|l| if mask[l] { raw[l] } else { 0.0 })
+                    }
+                    None => std::array::from_fn(|l| if mask[l] { dy[at + l] } else { 0.0 }),
+                };
+                let base = oy * wp + ox0;
+                for t in 0..T {
+                    let xv: &[f32; LANES] = xp[base + offsets[t]..][..LANES].try_into().unwrap();
+                    for l in 0..LANES {
+                        acc[t][l] = fmadd(gv[l], xv[l], acc[t][l]);
+                    }
+                }
+            }
+        }
+        for (d, a) in dwc.iter_mut().zip(&acc) {
+            *d += a.iter().sum::<f32>();
+        }
+    }
+}
+
+/// The plain weight gradient for other kernel sizes: one dot product per tap and row.
+fn direct_weight_grad_rows(g: &Geometry, xp: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let (kk, wo, wp) = (g.kh * g.kw, g.wo, g.padded_w());
+    for (dwc, dyc) in dw.chunks_exact_mut(kk).zip(dy.chunks_exact(g.p())) {
+        for (oy, grow) in dyc.chunks_exact(wo).enumerate() {
+            for ky in 0..g.kh {
+                let row = &xp[(oy + ky) * wp..][..wp];
+                for kx in 0..g.kw {
+                    dwc[ky * g.kw + kx] +=
+                        crate::ops::pool::sum_map2(grow, &row[kx..kx + wo], |a, b| a * b);
                 }
             }
         }

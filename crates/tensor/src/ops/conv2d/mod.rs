@@ -40,7 +40,10 @@
 //!   (`reduce`); the input gradient of each image is written by its own task.
 //! - A 1×1 kernel with stride 1 and no padding skips im2col: the image is the column matrix.
 //! - With a single input channel and stride 1 (a network's first layer, `K = kh·kw` too thin
-//!   for a GEMM) the forward is a direct loop that keeps each output row in registers.
+//!   for a GEMM) the forward and the weight gradient are direct loops over a zero-padded copy
+//!   of the image: per output channel the weights stay in registers and each block of 16
+//!   outputs is `kh·kw` fused multiply-adds; the weight gradient keeps one vector accumulator
+//!   per tap.
 //! - The input gradient is not computed when the input does not need one (the first layer).
 
 mod cpu_kernel;
@@ -51,9 +54,12 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::pool::sum_map;
 use crate::gemm::{gemm, MatMut, MatRef};
 use crate::tensor::Tensor;
-use cpu_kernel::{col2im_band, im2col_band, Geometry};
+use cpu_kernel::{
+    col2im_band, direct_forward, direct_weight_grad, im2col_band, pad_plane, Geometry,
+};
 
 thread_local! {
     /// Per-thread band buffer(s), kept between calls so the conv allocates none in its loops.
@@ -191,6 +197,12 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
 /// One image's forward: `y_i = W · cols(x_i) + b`, band by band.
 fn forward_image(g: &Geometry, x_i: &[f32], w: &[f32], bias: Option<&[f32]>, y_i: &mut [f32]) {
     let (k, p, wo) = (g.k(), g.p(), g.wo);
+    if g.is_direct() && !g.is_pointwise() {
+        return with_scratch(g.direct_scratch_len(), |xp| {
+            pad_plane(g, x_i, xp);
+            direct_forward(g, xp, w, bias, y_i);
+        });
+    }
     // The bias initialises the output; the GEMM then accumulates onto it.
     let beta = match bias {
         Some(b) => {
@@ -320,7 +332,7 @@ fn backward_image(
 ) {
     let (k, p) = (g.k(), g.p());
     for (db, row) in acc.db.iter_mut().zip(dy_i.chunks_exact(p)) {
-        *db += row.iter().sum::<f32>();
+        *db += sum_map(row, |v| v);
     }
     let w_mat = MatRef::new(w, g.cout, k);
     if g.is_pointwise() {
@@ -338,6 +350,17 @@ fn backward_image(
         if let Some(dx_i) = dx_i {
             gemm(1.0, w_mat.t(), dy_mat, 0.0, MatMut::new(dx_i, g.cin, p));
         }
+        return;
+    }
+    let mut need_w = need_w;
+    if need_w && g.is_direct() && !g.is_pointwise() {
+        with_scratch(g.direct_scratch_len(), |xp| {
+            pad_plane(g, x_i, xp);
+            direct_weight_grad(g, xp, dy_i, &mut acc.dw);
+        });
+        need_w = false;
+    }
+    if !need_w && dx_i.is_none() {
         return;
     }
     let band_rows = g.band_rows();

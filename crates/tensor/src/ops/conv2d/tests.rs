@@ -62,7 +62,7 @@ fn kernel_as_large_as_the_padded_input() {
 }
 
 /// Direct 7-loop convolution and its gradients, the definition the kernels must agree with.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::needless_range_loop)]
 fn naive(
     x: &Tensor,
     w: &Tensor,
@@ -119,13 +119,18 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 }
 
 /// Shapes whose column matrix spans several L2 bands (and a strided one with a partial last
-/// band) agree with the naive loops in the output and all three gradients.
+/// band), and the direct single-channel kernels (rows of several 16-lane blocks with a short
+/// last one, 5×5 taps, and the generic-kernel fallback) agree with the naive loops in the
+/// output and all three gradients.
 #[test]
-fn banded_im2col_matches_naive_reference() {
+fn kernels_match_naive_reference() {
     for &(xs, ws, s, p) in &[
         ([2, 64, 12, 40], [8, 64, 3, 3], 1, 1),
         ([3, 48, 15, 33], [5, 48, 3, 3], 2, 1),
         ([2, 16, 9, 9], [6, 16, 1, 1], 1, 0),
+        ([3, 1, 28, 28], [5, 1, 3, 3], 1, 1),
+        ([2, 1, 9, 37], [3, 1, 5, 5], 1, 2),
+        ([2, 1, 7, 8], [3, 1, 2, 3], 1, 0),
     ] {
         let (x, w, b) = (
             rand(&xs, 4).set_requires_grad(true),
