@@ -15,6 +15,8 @@ const D: usize = 128;
 const TEMPERATURE: f32 = 0.5;
 
 fn bench_loss(c: &mut Criterion) {
+    // As in a training run: freed buffers stay in the heap, so steps do not page-fault.
+    simclr_tensor::memory::reuse_freed_memory();
     let mut rng = StdRng::seed_from_u64(0);
     let mut group = c.benchmark_group("nt_xent");
     for &m in &[256usize, 512, 1024] {

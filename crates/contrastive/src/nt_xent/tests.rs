@@ -57,6 +57,8 @@ fn equals_composed_ops_forward_and_gradient() {
         (32, 20, 0.2),
         (256, 128, 0.5),
         (64, 33, 0.07),
+        (200, 24, 0.3),
+        (40, 16, 0.02),
     ] {
         let z = Tensor::randn(&[m, d], &mut rng);
         let (l1, g1) = loss_and_grad(|z| nt_xent(z, t), &z);
