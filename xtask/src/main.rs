@@ -1,1 +1,92 @@
-fn main() {}
+//! `cargo xtask`: the simclr experiment runner.
+//!
+//! Each command ties the crates together into something a person runs: the report's MNIST and
+//! CIFAR-10 experiments (pretrain → frozen encoder → linear head → baselines → report), the
+//! clustering baselines alone, the training-step benchmark, and a picture of the augmentations.
+//! Errors end the program with one clear sentence, never a backtrace.
+
+mod bench;
+mod cli;
+mod experiment;
+mod plots;
+mod progress;
+mod report;
+mod run_dir;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use simclr_data::{augment_grid_png, resolve_data_dir, DatasetKind, Recipe};
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    simclr_tensor::memory::reuse_freed_memory();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One sentence per cause, outermost first; no backtrace.
+            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", causes.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets the number of worker threads for every parallel kernel (rayon's global pool).
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("cannot configure the thread pool")?;
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Mnist(args) => {
+            set_threads(args.common.threads)?;
+            experiment::run(&experiment::Experiment::mnist(args)?)
+        }
+        Command::Cifar10(args) => {
+            set_threads(args.common.threads)?;
+            experiment::run(&experiment::Experiment::cifar10(args)?)
+        }
+        Command::Baselines(args) => experiment::baselines_only(&args),
+        Command::Bench(args) => {
+            set_threads(args.threads)?;
+            bench::run(&args)
+        }
+        Command::ShowAugment(args) => {
+            let kind = dataset_kind(&args.dataset)?;
+            let recipe: Recipe = args
+                .recipe
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--recipe: {e}"))?;
+            let dir = resolve_data_dir(args.data_dir.as_deref());
+            let (train, _) = experiment::load_dataset(kind, &dir)?;
+            augment_grid_png(&train, recipe, kind, args.pairs, args.seed, &args.out)
+                .with_context(|| format!("cannot write {}", args.out.display()))?;
+            println!(
+                "wrote {} ({} pairs: original, view 1, view 2; recipe {})",
+                args.out.display(),
+                args.pairs,
+                recipe.name()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Parses a dataset name.
+fn dataset_kind(name: &str) -> Result<DatasetKind> {
+    match name {
+        "mnist" => Ok(DatasetKind::Mnist),
+        "cifar10" | "cifar-10" => Ok(DatasetKind::Cifar10),
+        other => anyhow::bail!("unknown dataset `{other}` (expected mnist or cifar10)"),
+    }
+}

@@ -1,0 +1,211 @@
+//! The command line: one subcommand per experiment, every flag with its default in `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The simclr experiment runner.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The runner's commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The report's MNIST experiment: SimCLR pretraining on chunks 0-3, a linear head on chunk 4
+    /// with the encoder frozen, test accuracy on the 10,000 test images, k-means / GMM baselines,
+    /// and a report with plots.
+    Mnist(MnistArgs),
+    /// The report's CIFAR-10 experiment with a ResNet encoder (batches 1-4 unlabeled, 1-2 labeled).
+    Cifar10(CifarArgs),
+    /// k-means and GMM clustering alone, on raw pixels or on a saved encoder's features.
+    Baselines(BaselinesArgs),
+    /// Images/s of one full SimCLR training step (two views, forward, NT-Xent, backward, optimizer).
+    Bench(BenchArgs),
+    /// Writes a PNG grid of augmented view pairs, to check a recipe by eye.
+    ShowAugment(ShowAugmentArgs),
+}
+
+/// The optimizer used for pretraining.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// Adam (the report's choice).
+    Adam,
+    /// AdamW with decoupled weight decay 1e-4.
+    Adamw,
+    /// SGD with Nesterov momentum 0.9 and weight decay 5e-4.
+    Sgd,
+    /// LARS (the SimCLR paper's), momentum 0.9, weight decay 1e-6.
+    Lars,
+}
+
+/// Settings shared by the MNIST and CIFAR-10 experiments.
+#[derive(Args, Debug, Clone)]
+pub struct ExperimentArgs {
+    /// Pretraining epochs.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Epochs of the linear classifier on frozen features [default: 30].
+    #[arg(long, default_value_t = 30)]
+    pub classifier_epochs: usize,
+    /// Pretraining batch size (source images; each gives two views) [default: 256 MNIST, 128 CIFAR-10].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Classifier batch size.
+    #[arg(long, default_value_t = 128)]
+    pub classifier_batch_size: usize,
+    /// NT-Xent temperature τ.
+    #[arg(long, default_value_t = 0.5)]
+    pub temperature: f32,
+    /// Pretraining learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Classifier learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    pub classifier_lr: f32,
+    /// Pretraining optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
+    /// Augmentation recipe: `simclr` (both views augmented) or `report` (view 1 = the image).
+    #[arg(long, default_value = "simclr")]
+    pub recipe: String,
+    /// Train-set index range for pretraining, e.g. `0..24000` [default: the report's split].
+    #[arg(long)]
+    pub pretrain_range: Option<String>,
+    /// Train-set index range of the labeled set, e.g. `24000..30000` [default: the report's split].
+    #[arg(long)]
+    pub labeled_range: Option<String>,
+    /// Number of labeled chunks (the report also tried two); extends the default labeled range.
+    #[arg(long, default_value_t = 1)]
+    pub labeled_chunks: usize,
+    /// Caps every subset (pretraining, labeled, test) at N images, for quick runs.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Seed of every random choice (weights, shuffles, augmentations).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where the datasets are [default: $SIMCLR_DATA_DIR, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Run directory [default: runs/<dataset>-<time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Skip the k-means / GMM baselines.
+    #[arg(long)]
+    pub no_baselines: bool,
+    /// Also report kNN accuracy (k = 200, cosine) on the frozen features.
+    #[arg(long)]
+    pub knn: bool,
+}
+
+/// `cargo xtask mnist`.
+#[derive(Args, Debug)]
+pub struct MnistArgs {
+    #[command(flatten)]
+    pub common: ExperimentArgs,
+}
+
+/// The ResNet depth of the CIFAR-10 encoder.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// ResNet-18 (512-d features at width 64).
+    Resnet18,
+    /// ResNet-34.
+    Resnet34,
+}
+
+/// `cargo xtask cifar10`.
+#[derive(Args, Debug)]
+pub struct CifarArgs {
+    #[command(flatten)]
+    pub common: ExperimentArgs,
+    /// Encoder architecture.
+    #[arg(long, value_enum, default_value_t = Arch::Resnet18)]
+    pub arch: Arch,
+    /// Base width of the ResNet (64 = torchvision's; 16 or 32 make CIFAR practical on 2 cores).
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    /// Initial encoder weights: a safetensors file with torchvision state-dict names
+    /// (`fc.*` and an ImageNet 7×7 `conv1` are skipped and reported).
+    #[arg(long)]
+    pub pretrained: Option<PathBuf>,
+}
+
+/// `cargo xtask baselines`.
+#[derive(Args, Debug)]
+pub struct BaselinesArgs {
+    /// Dataset to cluster.
+    #[arg(long, default_value = "mnist")]
+    pub dataset: String,
+    /// Cluster the features of this run's encoder checkpoint instead of raw pixels.
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
+    /// Train-set range to fit on [default: the report's pretraining split].
+    #[arg(long)]
+    pub fit_range: Option<String>,
+    /// Caps the fit and test sets at N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// PCA dimension before the GMM.
+    #[arg(long, default_value_t = 50)]
+    pub pca_dim: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where the datasets are [default: $SIMCLR_DATA_DIR, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `cargo xtask bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Timed steps per model (after warm-up); the median is reported.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Which models: mnist, resnet18 (comma-separated).
+    #[arg(long, default_value = "mnist,resnet18")]
+    pub models: String,
+    /// Print one JSON line per model instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `cargo xtask show-augment`.
+#[derive(Args, Debug)]
+pub struct ShowAugmentArgs {
+    /// Dataset: mnist or cifar10.
+    #[arg(long, default_value = "mnist")]
+    pub dataset: String,
+    /// Augmentation recipe.
+    #[arg(long, default_value = "simclr")]
+    pub recipe: String,
+    /// Number of image pairs.
+    #[arg(long, default_value_t = 16)]
+    pub pairs: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output PNG.
+    #[arg(long, default_value = "augment.png")]
+    pub out: PathBuf,
+    /// Where the datasets are [default: $SIMCLR_DATA_DIR, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
