@@ -84,7 +84,7 @@ pub fn gradcheck_with(
             .grad()
             .map(|g| g.to_vec())
             .unwrap_or_else(|| vec![0.0; leaf.numel()]);
-        for i in 0..leaf.numel() {
+        for (i, &expected) in analytic.iter().enumerate() {
             let original = leaf.data()[i];
             let at = |delta: f32| {
                 leaf.data_mut()[i] = original + delta;
@@ -93,11 +93,12 @@ pub fn gradcheck_with(
                 value
             };
             let numeric = ((at(opts.step) - at(-opts.step)) / (2.0 * opts.step as f64)) as f32;
-            let err = (analytic[i] - numeric).abs();
-            if !(err <= opts.atol + opts.rtol * numeric.abs()) {
+            let err = (expected - numeric).abs();
+            // NaN errors fail too: only a finite error within tolerance passes.
+            let within = err <= opts.atol + opts.rtol * numeric.abs();
+            if !within {
                 failures.push(format!(
-                    "input {which} element {i}: analytic {:.6} vs numeric {numeric:.6}",
-                    analytic[i]
+                    "input {which} element {i}: analytic {expected:.6} vs numeric {numeric:.6}"
                 ));
             }
         }

@@ -15,8 +15,8 @@ impl Tensor {
         let mismatch =
             || -> ! { panic!("matmul: cannot multiply shapes {a_shape:?} and {b_shape:?}") };
         let (batch, m, k) = match a_shape.as_slice() {
-            &[m, k] => (None, m, k),
-            &[b, m, k] => (Some(b), m, k),
+            [m, k] => (None, *m, *k),
+            [b, m, k] => (Some(*b), *m, *k),
             _ => mismatch(),
         };
         let (b_batched, n) = match (b_shape.as_slice(), batch) {
