@@ -197,10 +197,8 @@ pub fn linear_eval_on_features(
 /// Settings of a fine-tune (encoder trained too).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FineTuneConfig {
-    /// Epochs over the labeled images.
+    /// Epochs over the labeled images (the loader sets the batch size).
     pub epochs: usize,
-    /// Mini-batch size.
-    pub batch_size: usize,
     /// Adam learning rate for encoder and head.
     pub lr: f32,
     /// Seeds the head's initialisation (the loader has its own seed).

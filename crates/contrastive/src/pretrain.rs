@@ -12,6 +12,10 @@
 //! checkpoint written — is handed to a callback as a [`TrainEvent`] (serde-serialisable, one
 //! JSON object per event for a `metrics.jsonl`); progress bars live in the caller.
 //!
+//! A callback may evaluate the model between epochs (e.g. [`crate::knn_eval`] on
+//! `&*model.encoder` at each [`TrainEvent::Epoch`]): the loop puts it back in training mode at
+//! the start of every epoch.
+//!
 //! At the end of every epoch, when a run directory is given, the model, the optimizer and the
 //! run's position are saved (see [`crate::checkpoint`]); [`resume`] continues from there and
 //! reproduces an unbroken run bit for bit. A NaN or infinite loss stops the run *before* that
@@ -242,9 +246,10 @@ fn run(
         .as_deref()
         .map(checkpoint_path)
         .filter(|p| resumed && p.is_file());
-    model.train();
     let mut epochs = Vec::new();
     for epoch in state.epochs_done..cfg.epochs {
+        // Every epoch, since a callback may have evaluated the encoder (eval mode) in between.
+        model.train();
         let epoch_start = Instant::now();
         let (mut loss_sum, mut images, mut steps) = (0.0f64, 0usize, 0usize);
         let mut wait = Instant::now();

@@ -5,6 +5,7 @@
 //! Reads the data from `SIMCLR_DATA_DIR` (e.g. `../shared/data`); skips, saying so, when it is
 //! unset, and fails when `CI=true` and it is missing.
 
+use std::io::Write;
 use std::time::Instant;
 
 use rand::{rngs::StdRng, SeedableRng};
@@ -19,6 +20,11 @@ const SEED: u64 = 0;
 #[test]
 fn pretraining_beats_random_init_under_a_linear_probe() {
     let Some(dir) = simclr_data::test_data_dir() else {
+        // Straight to stderr: the test harness captures `eprintln!`, so say it plainly.
+        let _ = writeln!(
+            std::io::stderr(),
+            "mnist_e2e: skipped (SIMCLR_DATA_DIR is not set; point it at ../shared/data)"
+        );
         return;
     };
     let t = Instant::now();
