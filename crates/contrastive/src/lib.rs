@@ -4,11 +4,11 @@
 //! kernels), `simclr-nn` (layers, encoders, optimizers, checkpoints) and `simclr-data`
 //! (datasets and the two-view loader). Read it in this order:
 //!
-//! 1. [`nt_xent`]: the contrastive loss, one fused op with an analytic backward.
+//! 1. [`nt_xent`](mod@nt_xent): the contrastive loss, one fused op with an analytic backward.
 //! 2. [`model`]: [`SimClr`] = encoder + projection head.
-//! 3. [`pretrain`]: the training loop, its [`TrainEvent`]s, and [`checkpoint`]s that make a
+//! 3. [`pretrain`](mod@pretrain): the training loop, its [`TrainEvent`]s, and [`checkpoint`]s that make a
 //!    run resumable bit for bit.
-//! 4. [`features`], [`linear_eval`] and [`knn`]: how the learned features are judged — a
+//! 4. [`features`], [`linear_eval`](mod@linear_eval) and [`knn`]: how the learned features are judged — a
 //!    linear probe on frozen features (the report's protocol), a kNN monitor, a fine-tune.
 //!
 //! ```no_run

@@ -1,7 +1,7 @@
 //! The SimCLR model: an encoder `f` followed by a projection head `g`.
 //!
 //! SimCLR learns `f` by making the projections `z = g(f(x))` of two augmented views of the same
-//! image agree (under [`crate::nt_xent`]) while disagreeing with every other image in the batch.
+//! image agree (under [`crate::nt_xent()`]) while disagreeing with every other image in the batch.
 //! The head exists only for the loss: after pretraining it is discarded and the features
 //! `h = f(x)` are what a linear probe, a kNN classifier or a fine-tune use, because the last
 //! layers before the loss learn to throw away information (colour, orientation, …) that the
