@@ -15,6 +15,13 @@
 //! It is exactly a PyTorch `nn.Sequential` of those layers, so its state-dict names are the
 //! Sequential's: `0.weight`, `0.bias`, `3.weight`, `3.bias`, `7.weight`, `7.bias`
 //! (420,352 parameters, as PyTorch counts them), with PyTorch's default initialisation.
+//!
+//! The forward does not walk the `Sequential` child by child: each `ReLU, MaxPool2d` pair runs
+//! as one fused op, [`Tensor::relu_max_pool2d`], which computes exactly `max_pool2d(relu(x))`
+//! (values and gradients, bit for bit) but reads each convolution's output once and writes a
+//! quarter of it, where the separate ops would make a ReLU pass over the whole feature map and
+//! keep its output, forward and backward. The modules stay in the `Sequential` at their indices,
+//! so the structure and the state-dict names are PyTorch's.
 
 use simclr_tensor::Tensor;
 
@@ -59,7 +66,11 @@ impl MnistEncoder {
 
 impl Module for MnistEncoder {
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.net.forward(x)
+        // Children 0..=7 as listed above, with 1-2 and 4-5 fused (see the module docs).
+        let layer = |i: usize| self.net.get(i).expect("the encoder has 8 children");
+        let h = layer(0).forward(x).relu_max_pool2d(2, 2);
+        let h = layer(3).forward(&h).relu_max_pool2d(2, 2);
+        layer(7).forward(&h.flatten())
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         self.net.named_parameters()

@@ -216,7 +216,11 @@ impl Tensor {
         let out = Tensor::from_vec(map(&self.data(), |x| x.max(0.0)), self.shape());
         let ys = out.detach();
         Tensor::record(out, &[self], move |g, _| {
-            vec![Some(zip_map(g, &ys.data(), |g, y| if y > 0.0 { g } else { 0.0 }))]
+            vec![Some(zip_map(
+                g,
+                &ys.data(),
+                |g, y| if y > 0.0 { g } else { 0.0 },
+            ))]
         })
     }
 }

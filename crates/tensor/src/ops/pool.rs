@@ -11,6 +11,26 @@
 //! - Global average: `y[n, c] = (1/HW) Σ_{h,w} x[n, c, h, w]`, so `dx = dy/(HW)` broadcast.
 //!
 //! Every `(n, c)` plane is independent, so the passes run in parallel over planes.
+//!
+//! ## The 2×2, stride-2 max-pool (and its fusion with ReLU)
+//!
+//! The common case `kernel = stride = 2` has its own kernel: each output reads two values from
+//! each of two input rows and picks among the four with branch-free selects (compare + blend,
+//! which vectorise; the generic loop's data-dependent branch mispredicts about half the time on
+//! real activations). The argmax is kept as a one-byte code `0..=3` (row-major within the
+//! window), a quarter of the memory of a `u32` index, and the backward writes every input
+//! gradient exactly once (`dx = dy` where the code matches, `0` elsewhere), so it needs no
+//! zero-filled buffer and no scatter.
+//!
+//! [`Tensor::relu_max_pool2d`] is `max_pool2d(relu(x))` (the `ReLU, MaxPool2d` pair of a CNN)
+//! as one op: `y = max(0, x₀, x₁, x₂, x₃)` with the code of the first strictly positive
+//! maximum, or "none" when every value is `≤ 0` (or NaN, which ReLU maps to 0), in which case
+//! no gradient flows. It equals the two ops applied in turn bit for bit, values and gradients
+//! (ties go to the first maximum in both), but reads the convolution's output once and writes a
+//! quarter of it, instead of a ReLU pass over the whole map plus a pool pass, and the same again
+//! backwards.
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -102,12 +122,158 @@ fn for_planes<A: Send, B: Sync>(
     }
 }
 
+/// The code of a 2×2 window whose gradient goes nowhere (its ReLU'd maximum is 0).
+const NONE: u8 = 4;
+
+/// One output row of the 2×2 max-pool: `r0`, `r1` are the two input rows under it. With `RELU`
+/// the maximum starts at 0 with code [`NONE`] and only a strictly larger value replaces it (so
+/// NaN never does, as after a ReLU); without, it starts at the window's first value and a
+/// larger value or a NaN replaces it (PyTorch's rule: first maximum on ties, NaN propagates).
+#[inline(always)]
+fn pool2x2_row<const RELU: bool>(r0: &[f32], r1: &[f32], out: &mut [f32], code: &mut [u8]) {
+    let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+    for ((o, c), (p0, p1)) in out.iter_mut().zip(code.iter_mut()).zip(pairs) {
+        let window = [p0[0], p0[1], p1[0], p1[1]];
+        let (mut best, mut at) = if RELU { (0.0, NONE) } else { (window[0], 0) };
+        for (j, &v) in window.iter().enumerate().skip(usize::from(!RELU)) {
+            let take = if RELU {
+                v > best
+            } else {
+                v > best || v.is_nan()
+            };
+            best = if take { v } else { best };
+            at = if take { j as u8 } else { at };
+        }
+        *o = best;
+        *c = at;
+    }
+}
+
+/// Backward of one output row of the 2×2 max-pool: writes both input-gradient rows `d0`, `d1`
+/// in full (`dy` at the window position named by the code, 0 elsewhere, including an odd
+/// width's last column).
+#[inline(always)]
+fn unpool2x2_row(
+    dy: &[f32],
+    code: &[u8],
+    d0: &mut [MaybeUninit<f32>],
+    d1: &mut [MaybeUninit<f32>],
+) {
+    let pick = |c: u8, j: u8, g: f32| if c == j { g } else { 0.0 };
+    let pairs = d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2));
+    for ((&g, &c), (q0, q1)) in dy.iter().zip(code).zip(pairs) {
+        q0[0].write(pick(c, 0, g));
+        q0[1].write(pick(c, 1, g));
+        q1[0].write(pick(c, 2, g));
+        q1[1].write(pick(c, 3, g));
+    }
+    let wo = dy.len();
+    for d in d0[2 * wo..].iter_mut().chain(&mut d1[2 * wo..]) {
+        d.write(0.0);
+    }
+}
+
+/// Planes per rayon task so that each task reads at least `PAR_MIN` values (one task, on the
+/// calling thread, for a small input).
+fn planes_per_task(planes: usize, plane_len: usize) -> usize {
+    (PAR_MIN / plane_len.max(1)).clamp(1, planes.max(1))
+}
+
+/// A `len`-element vector whose every element `fill` writes, built without zero-filling it
+/// first: `fill(i, chunk)` receives the uninitialised `chunk_len`-element chunk `i` (the last
+/// one may be shorter), in parallel, and must write all of it.
+fn vec_filled_by(
+    len: usize,
+    chunk_len: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    let spare = &mut v.spare_capacity_mut()[..len];
+    if len <= chunk_len {
+        fill(0, spare);
+    } else {
+        spare
+            .par_chunks_mut(chunk_len.max(1))
+            .enumerate()
+            .for_each(|(i, c)| fill(i, c));
+    }
+    // SAFETY: the capacity is at least `len`, and `fill` wrote every one of the first `len`
+    // elements (each chunk in full, as its contract says; the only callers are below).
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// `max_pool2d(x, 2, 2)`, or `max_pool2d(relu(x), 2, 2)` with `RELU`, with one-byte argmax codes.
+fn pool2x2<const RELU: bool>(
+    x: &Tensor,
+    (planes, h, w, ho, wo): (usize, usize, usize, usize, usize),
+) -> Tensor {
+    let (ip, op) = (h * w, ho * wo);
+    let per_task = planes_per_task(planes, ip);
+    let mut y = vec![0.0f32; planes * op];
+    let mut codes = vec![0u8; planes * op];
+    {
+        let xd = x.data();
+        let forward = |((out, code), inp): ((&mut [f32], &mut [u8]), &[f32])| {
+            for ((out, code), plane) in out
+                .chunks_exact_mut(op)
+                .zip(code.chunks_exact_mut(op))
+                .zip(inp.chunks_exact(ip))
+            {
+                for oy in 0..ho {
+                    let r0 = &plane[2 * oy * w..][..w];
+                    let r1 = &plane[(2 * oy + 1) * w..][..w];
+                    let o = oy * wo..(oy + 1) * wo;
+                    pool2x2_row::<RELU>(r0, r1, &mut out[o.clone()], &mut code[o]);
+                }
+            }
+        };
+        if per_task >= planes {
+            forward(((&mut y, &mut codes), &xd));
+        } else {
+            y.par_chunks_mut(per_task * op)
+                .zip(codes.par_chunks_mut(per_task * op))
+                .zip(xd.par_chunks(per_task * ip))
+                .for_each(forward);
+        }
+    }
+    let mut shape = x.shape().to_vec();
+    shape[2..].copy_from_slice(&[ho, wo]);
+    Tensor::from_op(y, &shape, &[x], move |dy, _| {
+        let dx = vec_filled_by(planes * ip, per_task * ip, |task, dx| {
+            let first = task * per_task;
+            for (p, dx) in dx.chunks_mut(ip).enumerate() {
+                let (g, code) = (
+                    &dy[(first + p) * op..][..op],
+                    &codes[(first + p) * op..][..op],
+                );
+                let (pairs, rest) = dx.split_at_mut(2 * ho * w);
+                for ((d, g), code) in pairs
+                    .chunks_exact_mut(2 * w)
+                    .zip(g.chunks_exact(wo))
+                    .zip(code.chunks_exact(wo))
+                {
+                    let (d0, d1) = d.split_at_mut(w);
+                    unpool2x2_row(g, code, d0, d1);
+                }
+                for d in rest {
+                    d.write(0.0);
+                }
+            }
+        });
+        vec![Some(dx)]
+    })
+}
+
 impl Tensor {
     /// Max pooling with a `kernel × kernel` window and `stride`, no padding, floor mode
     /// (`torch.nn.functional.max_pool2d(x, kernel, stride)`). `[N, C, H, W] → [N, C, Ho, Wo]`.
     /// Keeps the argmax of each window for the backward.
     pub fn max_pool2d(&self, kernel: usize, stride: usize) -> Tensor {
         let (planes, h, w, ho, wo) = window_geometry("max_pool2d", self.shape(), kernel, stride);
+        if kernel == 2 && stride == 2 {
+            return pool2x2::<false>(self, (planes, h, w, ho, wo));
+        }
         assert!(
             h * w <= u32::MAX as usize,
             "max_pool2d: planes of input {:?} are too large for u32 indices",
@@ -174,6 +340,18 @@ impl Tensor {
         })
     }
 
+    /// `max_pool2d(relu(x), kernel, stride)` (the `nn.ReLU(), nn.MaxPool2d(k, s)` pair), fused
+    /// for `kernel = stride = 2` into one pass forward and one backward (see the module docs);
+    /// other windows run the two ops in turn. `[N, C, H, W] → [N, C, Ho, Wo]`.
+    pub fn relu_max_pool2d(&self, kernel: usize, stride: usize) -> Tensor {
+        let geometry = window_geometry("relu_max_pool2d", self.shape(), kernel, stride);
+        if kernel == 2 && stride == 2 {
+            pool2x2::<true>(self, geometry)
+        } else {
+            self.relu().max_pool2d(kernel, stride)
+        }
+    }
+
     /// Average pooling with a `kernel × kernel` window and `stride`, no padding, floor mode
     /// (`torch.nn.functional.avg_pool2d(x, kernel, stride)`). `[N, C, H, W] → [N, C, Ho, Wo]`.
     pub fn avg_pool2d(&self, kernel: usize, stride: usize) -> Tensor {
@@ -233,5 +411,77 @@ impl Tensor {
             for_planes(&mut dx, hw, dy, 1, |dx, g| dx.fill(g[0] * scale));
             vec![Some(dx)]
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    use crate::Tensor;
+
+    /// Values with many exact ties, zeros, negatives and a few NaNs: the cases where the order
+    /// of the selects matters.
+    fn awkward(shape: &[usize], seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        (0..n)
+            .map(|_| match rng.gen_range(0..10) {
+                0 => f32::NAN,
+                1 | 2 => 0.0,
+                3 => 0.5,
+                _ => rng.gen_range(-2i32..3) as f32 * 0.25,
+            })
+            .collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// `f(x)` and `dx` of `Σ f(x)·g` for a fixed `g`.
+    fn value_and_grad(x: &[f32], shape: &[usize], f: impl Fn(&Tensor) -> Tensor) -> [Vec<u32>; 2] {
+        let x = Tensor::from_vec(x.to_vec(), shape).set_requires_grad(true);
+        let y = f(&x);
+        let g: Vec<f32> = (0..y.numel()).map(|i| (i % 7) as f32 - 3.0).collect();
+        y.mul(&Tensor::from_vec(g, y.shape())).sum().backward();
+        [bits(&y.to_vec()), bits(&x.grad().unwrap().to_vec())]
+    }
+
+    #[test]
+    fn relu_max_pool_equals_relu_then_max_pool_bit_for_bit() {
+        // Even and odd sizes; the large one takes the parallel path.
+        for (i, shape) in [[2, 3, 4, 4], [1, 2, 5, 7], [3, 2, 6, 3], [4, 32, 28, 28]]
+            .iter()
+            .enumerate()
+        {
+            let x = awkward(shape, i as u64);
+            let fused = value_and_grad(&x, shape, |t| t.relu_max_pool2d(2, 2));
+            let apart = value_and_grad(&x, shape, |t| t.relu().max_pool2d(2, 2));
+            assert_eq!(fused, apart, "{shape:?}");
+        }
+        // Other windows fall back to the two ops.
+        let x = awkward(&[1, 2, 7, 6], 9);
+        let fused = value_and_grad(&x, &[1, 2, 7, 6], |t| t.relu_max_pool2d(3, 2));
+        let apart = value_and_grad(&x, &[1, 2, 7, 6], |t| t.relu().max_pool2d(3, 2));
+        assert_eq!(fused, apart);
+    }
+
+    #[test]
+    fn fast_2x2_max_pool_keeps_first_max_and_propagates_nan() {
+        let x = Tensor::from_vec(
+            vec![1.0, 1.0, f32::NAN, 0.0, 1.0, 1.0, 2.0, 5.0],
+            &[1, 1, 2, 4],
+        )
+        .set_requires_grad(true);
+        let y = x.max_pool2d(2, 2);
+        let v = y.to_vec();
+        assert_eq!(v[0], 1.0);
+        assert!(v[1].is_nan());
+        y.sum().backward();
+        assert_eq!(
+            x.grad().unwrap().to_vec(),
+            vec![1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        );
     }
 }
