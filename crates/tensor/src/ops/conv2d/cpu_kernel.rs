@@ -77,6 +77,21 @@ impl Geometry {
         self.cin == 1 && self.stride == 1
     }
 
+    /// Images per group: an image with fewer than [`MIN_BAND_COLS`] output pixels shares one
+    /// column matrix (`K × images·P`) with its neighbours in the batch, so one GEMM of width
+    /// `images·P` packs the weight once for all of them (a 4×4 output alone would re-pack a
+    /// `512 × 4608` weight for 16 columns) and the weight gradient sums over `images·P`
+    /// pixels per GEMM. Grows to fill [`BAND_BYTES`] of columns; 1 for larger images, which
+    /// are cut into bands of rows instead.
+    pub fn group_images(&self) -> usize {
+        let p = self.p().max(1);
+        if p >= MIN_BAND_COLS || self.n <= 1 {
+            return 1;
+        }
+        let by_bytes = BAND_BYTES / (self.k() * p * std::mem::size_of::<f32>()).max(1);
+        MIN_BAND_COLS.div_ceil(p).max(by_bytes).clamp(1, self.n)
+    }
+
     /// The column buffer length a band needs.
     pub fn band_len(&self) -> usize {
         self.k() * self.band_rows() * self.wo
@@ -98,19 +113,29 @@ impl Geometry {
     }
 }
 
-/// Fills `cols` (`k × (oy1 − oy0)·wo`, row-major) with the columns of output rows `oy0..oy1`
-/// of one image `x` (`[cin, h, w]`).
-pub(crate) fn im2col_band(g: &Geometry, x: &[f32], oy0: usize, oy1: usize, cols: &mut [f32]) {
+/// Fills the columns of output rows `oy0..oy1` of one image `x` (`[cin, h, w]`) into `cols`:
+/// row `r` of the band is `cols[r·ld..r·ld + (oy1 − oy0)·wo]`. `ld` is the band width for a
+/// band of its own, or the width of a whole group when several images share one matrix
+/// (`cols` then starts at this image's first column).
+pub(crate) fn im2col_band(
+    g: &Geometry,
+    x: &[f32],
+    oy0: usize,
+    oy1: usize,
+    cols: &mut [f32],
+    ld: usize,
+) {
     let (wo, s, p) = (g.wo, g.stride, g.pad);
     let band = (oy1 - oy0) * wo;
-    debug_assert_eq!(cols.len(), g.k() * band);
-    let mut rows = cols.chunks_exact_mut(band);
+    debug_assert!(ld >= band && cols.len() >= (g.k() - 1) * ld + band);
+    let mut r = 0;
     for ci in 0..g.cin {
         let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ky in 0..g.kh {
             let (oy_lo, oy_hi) = g.valid(ky, g.h, g.ho);
             for kx in 0..g.kw {
-                let row = rows.next().expect("im2col: band has k rows");
+                let row = &mut cols[r * ld..r * ld + band];
+                r += 1;
                 let (ox_lo, ox_hi) = g.valid(kx, g.w, wo);
                 for (oy, dst) in (oy0..oy1).zip(row.chunks_exact_mut(wo)) {
                     if oy < oy_lo || oy >= oy_hi {
@@ -135,19 +160,28 @@ pub(crate) fn im2col_band(g: &Geometry, x: &[f32], oy0: usize, oy1: usize, cols:
     }
 }
 
-/// The adjoint of [`im2col_band`]: adds every entry of `cols` onto the pixel of `dx`
-/// (`[cin, h, w]`) it was read from; padding entries are dropped.
-pub(crate) fn col2im_band(g: &Geometry, cols: &[f32], oy0: usize, oy1: usize, dx: &mut [f32]) {
+/// The adjoint of [`im2col_band`] (same layout of `cols`, row `r` at `cols[r·ld..]`): adds
+/// every entry onto the pixel of `dx` (`[cin, h, w]`) it was read from; padding entries are
+/// dropped.
+pub(crate) fn col2im_band(
+    g: &Geometry,
+    cols: &[f32],
+    oy0: usize,
+    oy1: usize,
+    dx: &mut [f32],
+    ld: usize,
+) {
     let (wo, s, p) = (g.wo, g.stride, g.pad);
     let band = (oy1 - oy0) * wo;
-    debug_assert_eq!(cols.len(), g.k() * band);
-    let mut rows = cols.chunks_exact(band);
+    debug_assert!(ld >= band && cols.len() >= (g.k() - 1) * ld + band);
+    let mut r = 0;
     for ci in 0..g.cin {
         let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ky in 0..g.kh {
             let (oy_lo, oy_hi) = g.valid(ky, g.h, g.ho);
             for kx in 0..g.kw {
-                let row = rows.next().expect("col2im: band has k rows");
+                let row = &cols[r * ld..r * ld + band];
+                r += 1;
                 let (ox_lo, ox_hi) = g.valid(kx, g.w, wo);
                 let (lo, hi) = (oy0.max(oy_lo), oy1.min(oy_hi));
                 let ix0 = ox_lo * s + kx - p;

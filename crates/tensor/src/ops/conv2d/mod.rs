@@ -170,28 +170,74 @@ impl Tensor {
     }
 }
 
-/// Whether to run one task per image (enough images to keep every thread busy).
-fn per_image_tasks(n: usize) -> bool {
-    n >= rayon::current_num_threads() && n > 1
+/// Whether to run one task per group of images (enough groups to keep every thread busy);
+/// otherwise the groups run in turn and each GEMM is split over the threads instead.
+fn per_group_tasks(groups: usize) -> bool {
+    groups >= rayon::current_num_threads() && groups > 1
 }
 
-/// `Y = W · cols (+ b)` for the whole batch.
+/// `Y = W · cols (+ b)` for the whole batch, one group of images ([`Geometry::group_images`])
+/// at a time.
 fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let mut y = vec![0.0; g.n * g.out_image()];
     if g.n == 0 {
         return y;
     }
-    let run = |(y_i, x_i): (&mut [f32], &[f32])| forward_image(g, x_i, w, bias, y_i);
-    if per_image_tasks(g.n) {
-        y.par_chunks_mut(g.out_image())
-            .zip(x.par_chunks(g.in_image()))
+    let nb = g.group_images();
+    let run = |(y_g, x_g): (&mut [f32], &[f32])| forward_group(g, x_g, w, bias, y_g);
+    let (y_len, x_len) = (nb * g.out_image(), nb * g.in_image());
+    if per_group_tasks(g.n.div_ceil(nb)) {
+        y.par_chunks_mut(y_len)
+            .zip(x.par_chunks(x_len))
             .for_each(run);
     } else {
-        y.chunks_mut(g.out_image())
-            .zip(x.chunks(g.in_image()))
-            .for_each(run);
+        y.chunks_mut(y_len).zip(x.chunks(x_len)).for_each(run);
     }
     y
+}
+
+/// The forward of a group of images `x_g` (`[nb, cin, h, w]`) into `y_g`: one image goes
+/// band by band straight into its output; several share one column matrix
+/// `K × nb·P` and one GEMM into a scratch `Cout × nb·P`, which is then scattered to NCHW with
+/// the bias added on the way.
+fn forward_group(g: &Geometry, x_g: &[f32], w: &[f32], bias: Option<&[f32]>, y_g: &mut [f32]) {
+    let nb = y_g.len() / g.out_image();
+    if nb == 1 || g.is_direct() {
+        for (y_i, x_i) in y_g
+            .chunks_exact_mut(g.out_image())
+            .zip(x_g.chunks_exact(g.in_image()))
+        {
+            forward_image(g, x_i, w, bias, y_i);
+        }
+        return;
+    }
+    let (k, p, cout) = (g.k(), g.p(), g.cout);
+    let width = nb * p;
+    with_scratch(k * width + cout * width, |scratch| {
+        let (cols, out) = scratch.split_at_mut(k * width);
+        for (i, x_i) in x_g.chunks_exact(g.in_image()).enumerate() {
+            im2col_band(g, x_i, 0, g.ho, &mut cols[i * p..], width);
+        }
+        gemm(
+            1.0,
+            MatRef::new(w, cout, k),
+            MatRef::new(cols, k, width),
+            0.0,
+            MatMut::new(out, cout, width),
+        );
+        for (i, y_i) in y_g.chunks_exact_mut(g.out_image()).enumerate() {
+            for (co, y_c) in y_i.chunks_exact_mut(p).enumerate() {
+                let src = &out[co * width + i * p..][..p];
+                match bias {
+                    Some(b) => {
+                        let bv = b[co];
+                        y_c.iter_mut().zip(src).for_each(|(d, &v)| *d = v + bv);
+                    }
+                    None => y_c.copy_from_slice(src),
+                }
+            }
+        }
+    });
 }
 
 /// One image's forward: `y_i = W · cols(x_i) + b`, band by band.
@@ -224,7 +270,7 @@ fn forward_image(g: &Geometry, x_i: &[f32], w: &[f32], bias: Option<&[f32]>, y_i
             let oy1 = (oy0 + band_rows).min(g.ho);
             let band = (oy1 - oy0) * wo;
             let cols = &mut cols[..k * band];
-            im2col_band(g, x_i, oy0, oy1, cols);
+            im2col_band(g, x_i, oy0, oy1, cols, band);
             gemm(
                 1.0,
                 w_mat,
@@ -281,7 +327,9 @@ impl Accum {
 
 type Grads = (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>);
 
-/// Gradients of the input, weight and bias (each only if needed) for the whole batch.
+/// Gradients of the input, weight and bias (each only if needed) for the whole batch, one
+/// group of images at a time; with enough groups they run as rayon tasks, each with its own
+/// weight-gradient accumulator (at most a few per thread), summed at the end.
 fn backward(
     g: &Geometry,
     x: &[f32],
@@ -291,21 +339,27 @@ fn backward(
     need_w: bool,
     need_b: bool,
 ) -> Grads {
+    let nb = g.group_images();
+    let groups = g.n.div_ceil(nb);
     let mut dx = need_x.then(|| vec![0.0; g.n * g.in_image()]);
     let dx_parts: Vec<Option<&mut [f32]>> = match dx.as_mut() {
-        Some(d) => d.chunks_mut(g.in_image().max(1)).map(Some).collect(),
-        None => (0..g.n).map(|_| None).collect(),
+        Some(d) => d.chunks_mut((nb * g.in_image()).max(1)).map(Some).collect(),
+        None => (0..groups).map(|_| None).collect(),
     };
-    let step = |mut acc: Accum, (i, dx_i): (usize, Option<&mut [f32]>)| {
-        let x_i = &x[i * g.in_image()..(i + 1) * g.in_image()];
-        let dy_i = &dy[i * g.out_image()..(i + 1) * g.out_image()];
-        backward_image(g, x_i, w, dy_i, dx_i, &mut acc, need_w);
+    let step = |mut acc: Accum, (gi, dx_g): (usize, Option<&mut [f32]>)| {
+        let (i0, i1) = (gi * nb, ((gi + 1) * nb).min(g.n));
+        let x_g = &x[i0 * g.in_image()..i1 * g.in_image()];
+        let dy_g = &dy[i0 * g.out_image()..i1 * g.out_image()];
+        backward_group(g, x_g, w, dy_g, dx_g, &mut acc, need_w);
         acc
     };
-    let acc = if per_image_tasks(g.n) {
+    let acc = if per_group_tasks(groups) {
+        // Few enough pieces that each accumulator (Cout × K) is paid for many times over.
+        let min_len = groups.div_ceil(4 * rayon::current_num_threads()).max(1);
         dx_parts
             .into_par_iter()
             .enumerate()
+            .with_min_len(min_len)
             .fold(|| Accum::new(g, need_w, need_b), step)
             .reduce_with(Accum::merge)
     } else {
@@ -318,6 +372,77 @@ fn backward(
     }
     .unwrap_or_else(|| Accum::new(g, need_w, need_b));
     (dx, need_w.then_some(acc.dw), need_b.then_some(acc.db))
+}
+
+/// A group's contribution. One image (or the direct kernels) goes band by band through
+/// [`backward_image`]; several images gather their output gradient into one `Cout × nb·P`
+/// matrix `dY`, then `dW += dY·colsᵀ` and `dcols = Wᵀ·dY` are one GEMM each over the
+/// group's shared column matrix (reused for `dcols` once `dW` is done), and col2im scatters
+/// each image's columns back onto its input gradient.
+fn backward_group(
+    g: &Geometry,
+    x_g: &[f32],
+    w: &[f32],
+    dy_g: &[f32],
+    dx_g: Option<&mut [f32]>,
+    acc: &mut Accum,
+    need_w: bool,
+) {
+    let nb = dy_g.len() / g.out_image();
+    let (k, p, cout) = (g.k(), g.p(), g.cout);
+    if nb == 1 || g.is_direct() {
+        let mut dx_parts = dx_g.map(|d| d.chunks_exact_mut(g.in_image()));
+        for (x_i, dy_i) in x_g
+            .chunks_exact(g.in_image())
+            .zip(dy_g.chunks_exact(g.out_image()))
+        {
+            let dx_i = dx_parts.as_mut().and_then(|d| d.next());
+            backward_image(g, x_i, w, dy_i, dx_i, acc, need_w);
+        }
+        return;
+    }
+    for dy_i in dy_g.chunks_exact(g.out_image()) {
+        for (db, row) in acc.db.iter_mut().zip(dy_i.chunks_exact(p)) {
+            *db += sum_map(row, |v| v);
+        }
+    }
+    if !need_w && dx_g.is_none() {
+        return;
+    }
+    let width = nb * p;
+    with_scratch(k * width + cout * width, |scratch| {
+        let (cols, dy_mat) = scratch.split_at_mut(k * width);
+        for (i, dy_i) in dy_g.chunks_exact(g.out_image()).enumerate() {
+            for (co, src) in dy_i.chunks_exact(p).enumerate() {
+                dy_mat[co * width + i * p..][..p].copy_from_slice(src);
+            }
+        }
+        let dy_mat = MatRef::new(dy_mat, cout, width);
+        if need_w {
+            for (i, x_i) in x_g.chunks_exact(g.in_image()).enumerate() {
+                im2col_band(g, x_i, 0, g.ho, &mut cols[i * p..], width);
+            }
+            gemm(
+                1.0,
+                dy_mat,
+                MatRef::new(cols, k, width).t(),
+                1.0,
+                MatMut::new(&mut acc.dw, cout, k),
+            );
+        }
+        if let Some(dx_g) = dx_g {
+            gemm(
+                1.0,
+                MatRef::new(w, cout, k).t(),
+                dy_mat,
+                0.0,
+                MatMut::new(cols, k, width),
+            );
+            for (i, dx_i) in dx_g.chunks_exact_mut(g.in_image()).enumerate() {
+                col2im_band(g, &cols[i * p..], 0, g.ho, dx_i, width);
+            }
+        }
+    });
 }
 
 /// One image's contribution: `dW += dY·colsᵀ`, `db += Σ dY`, `dx_i = col2im(Wᵀ·dY)`.
@@ -374,7 +499,7 @@ fn backward_image(
             let dy_band = grad_band(dy_i, g, oy0, oy1);
             if need_w {
                 let cols = &mut cols[..k * band];
-                im2col_band(g, x_i, oy0, oy1, cols);
+                im2col_band(g, x_i, oy0, oy1, cols, band);
                 gemm(
                     1.0,
                     dy_band,
@@ -386,7 +511,7 @@ fn backward_image(
             if let Some(dx_i) = dx_i.as_deref_mut() {
                 let dcols = &mut dcols[..k * band];
                 gemm(1.0, w_mat.t(), dy_band, 0.0, MatMut::new(dcols, k, band));
-                col2im_band(g, dcols, oy0, oy1, dx_i);
+                col2im_band(g, dcols, oy0, oy1, dx_i, band);
             }
         }
     });

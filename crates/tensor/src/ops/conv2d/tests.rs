@@ -120,8 +120,9 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 
 /// Shapes whose column matrix spans several L2 bands (and a strided one with a partial last
 /// band), and the direct single-channel kernels (rows of several 16-lane blocks with a short
-/// last one, 5×5 taps, and the generic-kernel fallback) agree with the naive loops in the
-/// output and all three gradients.
+/// last one, 5×5 taps, and the generic-kernel fallback), and small images that share one
+/// column matrix per group (several groups, a short last one, stride 2, 1×1 stride 2) agree
+/// with the naive loops in the output and all three gradients.
 #[test]
 fn kernels_match_naive_reference() {
     for &(xs, ws, s, p) in &[
@@ -131,6 +132,9 @@ fn kernels_match_naive_reference() {
         ([3, 1, 28, 28], [5, 1, 3, 3], 1, 1),
         ([2, 1, 9, 37], [3, 1, 5, 5], 1, 2),
         ([2, 1, 7, 8], [3, 1, 2, 3], 1, 0),
+        ([40, 64, 4, 4], [8, 64, 3, 3], 1, 1),
+        ([37, 96, 7, 6], [5, 96, 3, 3], 2, 1),
+        ([21, 8, 6, 6], [4, 8, 1, 1], 2, 0),
     ] {
         let (x, w, b) = (
             rand(&xs, 4).set_requires_grad(true),
