@@ -31,11 +31,19 @@
 //!
 //! ## How it is scheduled
 //!
-//! - One rayon task per image; inside a task the GEMMs stay on the calling thread
-//!   ([`gemm`] does not split inside rayon), so the two cores are never oversubscribed. With
-//!   fewer images than threads the images run in turn and each GEMM is split instead.
-//! - `cols` is built one band of output rows at a time, sized to stay in L2
-//!   ([`Geometry::band_rows`]); each worker thread keeps its band buffer between calls.
+//! - Small images are grouped ([`Geometry::group_images`]): `nb` images whose outputs are
+//!   each under 256 pixels share one column matrix `K × nb·P`, so one GEMM packs the weight
+//!   once for the whole group (ResNet's 4×4 stage would otherwise re-pack a 512 × 4608 weight
+//!   for every 16 columns), and the weight gradient is one GEMM over `nb·P` pixels rather
+//!   than `nb` thin ones that each stream the whole `Cout × K` gradient through memory. The
+//!   group's output is computed into scratch and scattered to NCHW (bias added on the way);
+//!   its output gradient is gathered the same way for the backward.
+//! - One rayon task per group (a single image for larger images); inside a task the GEMMs
+//!   stay on the calling thread ([`gemm`] does not split inside rayon), so the two cores are
+//!   never oversubscribed. With fewer groups than threads the groups run in turn and each
+//!   GEMM is split instead.
+//! - A larger image's `cols` is built one band of output rows at a time, sized to stay in L2
+//!   ([`Geometry::band_rows`]); each worker thread keeps its buffer between calls.
 //! - The weight gradient is accumulated per worker (rayon `fold`) and summed at the end
 //!   (`reduce`); the input gradient of each image is written by its own task.
 //! - A 1×1 kernel with stride 1 and no padding skips im2col: the image is the column matrix.
@@ -58,7 +66,7 @@ use super::pool::sum_map;
 use crate::gemm::{gemm, MatMut, MatRef};
 use crate::tensor::Tensor;
 use cpu_kernel::{
-    col2im_band, direct_forward, direct_weight_grad, im2col_band, pad_plane, Geometry,
+    col2im_band, copy_row, direct_forward, direct_weight_grad, im2col_band, pad_plane, Geometry,
 };
 
 thread_local! {
@@ -233,7 +241,7 @@ fn forward_group(g: &Geometry, x_g: &[f32], w: &[f32], bias: Option<&[f32]>, y_g
                         let bv = b[co];
                         y_c.iter_mut().zip(src).for_each(|(d, &v)| *d = v + bv);
                     }
-                    None => y_c.copy_from_slice(src),
+                    None => copy_row(y_c, src),
                 }
             }
         }
@@ -414,7 +422,7 @@ fn backward_group(
         let (cols, dy_mat) = scratch.split_at_mut(k * width);
         for (i, dy_i) in dy_g.chunks_exact(g.out_image()).enumerate() {
             for (co, src) in dy_i.chunks_exact(p).enumerate() {
-                dy_mat[co * width + i * p..][..p].copy_from_slice(src);
+                copy_row(&mut dy_mat[co * width + i * p..][..p], src);
             }
         }
         let dy_mat = MatRef::new(dy_mat, cout, width);
