@@ -4,48 +4,60 @@
 //! the axes that broadcasting stretched ([`sum_to_shape`]). Large arrays are processed in
 //! parallel chunks; the closures here are plain arithmetic that the compiler vectorises.
 
-use rayon::prelude::*;
-
+use super::pool::vec_filled_by;
 use crate::shape::{broadcast_shapes, broadcast_to, sum_to_shape};
 use crate::tensor::Tensor;
 
 /// Below this many elements an elementwise pass runs on one thread.
 const PAR_MIN: usize = 1 << 16;
+/// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
-/// `out[i] = f(x[i])`, in parallel for large inputs.
-pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    if x.len() < PAR_MIN {
-        out.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
+/// Elements per task for an output of `len`: everything in one (serial) task when small.
+fn chunk_for(len: usize) -> usize {
+    if len < PAR_MIN {
+        len.max(1)
     } else {
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| {
-                o.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
-            });
+        CHUNK
     }
-    out
 }
 
-/// `out[i] = f(x[i], y[i])`, in parallel for large inputs.
+/// `out[i] = f(x[i])`, in parallel for large inputs. The output is written once, never
+/// zero-filled first.
+pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let chunk = chunk_for(x.len());
+    vec_filled_by(x.len(), chunk, |i, out| {
+        for (o, &v) in out.iter_mut().zip(&x[i * chunk..]) {
+            o.write(f(v));
+        }
+    })
+}
+
+/// `out[i] = f(x[i], y[i])`, in parallel for large inputs, written once.
 pub(crate) fn zip_map(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    debug_assert_eq!(x.len(), y.len());
-    let mut out = vec![0.0; x.len()];
-    if x.len() < PAR_MIN {
-        out.iter_mut()
-            .zip(x.iter().zip(y))
-            .for_each(|(o, (&a, &b))| *o = f(a, b));
-    } else {
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-            .for_each(|(o, (x, y))| {
-                o.iter_mut()
-                    .zip(x.iter().zip(y))
-                    .for_each(|(o, (&a, &b))| *o = f(a, b))
-            });
-    }
-    out
+    assert_eq!(x.len(), y.len(), "zip_map: operands differ in length");
+    let chunk = chunk_for(x.len());
+    vec_filled_by(x.len(), chunk, |i, out| {
+        let (x, y) = (&x[i * chunk..], &y[i * chunk..]);
+        for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
+            o.write(f(a, b));
+        }
+    })
+}
+
+/// `out[i] = f(x[i], y[i], z[i])`, in parallel for large inputs, written once.
+fn zip_map3(x: &[f32], y: &[f32], z: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert!(
+        x.len() == y.len() && y.len() == z.len(),
+        "zip_map3: operands differ in length"
+    );
+    let chunk = chunk_for(x.len());
+    vec_filled_by(x.len(), chunk, |i, out| {
+        let (x, y, z) = (&x[i * chunk..], &y[i * chunk..], &z[i * chunk..]);
+        for (((o, &a), &b), &c) in out.iter_mut().zip(x).zip(y).zip(z) {
+            o.write(f(a, b, c));
+        }
+    })
 }
 
 /// The kinds of broadcasting binary op.
@@ -121,10 +133,7 @@ fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Tensor {
             ),
             (Binary::Div, Some((x, y))) => (
                 needs[0].then(|| zip_map(g, &y.data(), |g, y| g / y)),
-                needs[1].then(|| {
-                    let gy = zip_map(g, &x.data(), |g, x| -g * x);
-                    zip_map(&gy, &y.data(), |v, y| v / (y * y))
-                }),
+                needs[1].then(|| zip_map3(g, &x.data(), &y.data(), |g, x, y| -g * x / (y * y))),
             ),
             _ => unreachable!("mul/div save their operands"),
         };
@@ -145,8 +154,9 @@ fn unary(
     let out = Tensor::from_vec(map(&x.data(), f), x.shape());
     let (xs, ys) = (x.detach(), out.detach());
     Tensor::record(out, &[x], move |g, _| {
-        let dydx = zip_map(&xs.data(), &ys.data(), &df);
-        vec![Some(zip_map(g, &dydx, |g, d| g * d))]
+        vec![Some(zip_map3(g, &xs.data(), &ys.data(), |g, x, y| {
+            g * df(x, y)
+        }))]
     })
 }
 

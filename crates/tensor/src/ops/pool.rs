@@ -130,7 +130,12 @@ const NONE: u8 = 4;
 /// NaN never does, as after a ReLU); without, it starts at the window's first value and a
 /// larger value or a NaN replaces it (PyTorch's rule: first maximum on ties, NaN propagates).
 #[inline(always)]
-fn pool2x2_row<const RELU: bool>(r0: &[f32], r1: &[f32], out: &mut [f32], code: &mut [u8]) {
+fn pool2x2_row<const RELU: bool>(
+    r0: &[f32],
+    r1: &[f32],
+    out: &mut [MaybeUninit<f32>],
+    code: &mut [MaybeUninit<u8>],
+) {
     let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
     for ((o, c), (p0, p1)) in out.iter_mut().zip(code.iter_mut()).zip(pairs) {
         let window = [p0[0], p0[1], p1[0], p1[1]];
@@ -144,8 +149,8 @@ fn pool2x2_row<const RELU: bool>(r0: &[f32], r1: &[f32], out: &mut [f32], code: 
             best = if take { v } else { best };
             at = if take { j as u8 } else { at };
         }
-        *o = best;
-        *c = at;
+        o.write(best);
+        c.write(at);
     }
 }
 
@@ -181,8 +186,9 @@ fn planes_per_task(planes: usize, plane_len: usize) -> usize {
 
 /// A `len`-element vector whose every element `fill` writes, built without zero-filling it
 /// first: `fill(i, chunk)` receives the uninitialised `chunk_len`-element chunk `i` (the last
-/// one may be shorter), in parallel, and must write all of it.
-fn vec_filled_by(
+/// one may be shorter), in parallel when there is more than one, and must write all of it.
+/// (Shared with the elementwise ops.)
+pub(crate) fn vec_filled_by(
     len: usize,
     chunk_len: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
@@ -198,7 +204,7 @@ fn vec_filled_by(
             .for_each(|(i, c)| fill(i, c));
     }
     // SAFETY: the capacity is at least `len`, and `fill` wrote every one of the first `len`
-    // elements (each chunk in full, as its contract says; the only callers are below).
+    // elements (each chunk in full, as its contract says; every caller in the crate does).
     unsafe { v.set_len(len) };
     v
 }
@@ -210,11 +216,11 @@ fn pool2x2<const RELU: bool>(
 ) -> Tensor {
     let (ip, op) = (h * w, ho * wo);
     let per_task = planes_per_task(planes, ip);
-    let mut y = vec![0.0f32; planes * op];
-    let mut codes = vec![0u8; planes * op];
+    let mut y: Vec<f32> = Vec::with_capacity(planes * op);
+    let mut codes: Vec<u8> = Vec::with_capacity(planes * op);
     {
         let xd = x.data();
-        let forward = |((out, code), inp): ((&mut [f32], &mut [u8]), &[f32])| {
+        let forward = |out: &mut [MaybeUninit<f32>], code: &mut [MaybeUninit<u8>], inp: &[f32]| {
             for ((out, code), plane) in out
                 .chunks_exact_mut(op)
                 .zip(code.chunks_exact_mut(op))
@@ -228,14 +234,22 @@ fn pool2x2<const RELU: bool>(
                 }
             }
         };
+        let out = &mut y.spare_capacity_mut()[..planes * op];
+        let code = &mut codes.spare_capacity_mut()[..planes * op];
         if per_task >= planes {
-            forward(((&mut y, &mut codes), &xd));
+            forward(out, code, &xd);
         } else {
-            y.par_chunks_mut(per_task * op)
-                .zip(codes.par_chunks_mut(per_task * op))
+            out.par_chunks_mut(per_task * op)
+                .zip(code.par_chunks_mut(per_task * op))
                 .zip(xd.par_chunks(per_task * ip))
-                .for_each(forward);
+                .for_each(|((out, code), inp)| forward(out, code, inp));
         }
+    }
+    // SAFETY: both capacities are `planes·op`, and the loops above wrote every output and code
+    // of every plane (`pool2x2_row` writes all `wo` of a row, for each of the `ho` rows).
+    unsafe {
+        y.set_len(planes * op);
+        codes.set_len(planes * op);
     }
     let mut shape = x.shape().to_vec();
     shape[2..].copy_from_slice(&[ho, wo]);
