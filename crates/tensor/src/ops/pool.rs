@@ -465,9 +465,15 @@ mod tests {
     #[test]
     fn relu_max_pool_equals_relu_then_max_pool_bit_for_bit() {
         // Even and odd sizes; the large one takes the parallel path.
-        for (i, shape) in [[2, 3, 4, 4], [1, 2, 5, 7], [3, 2, 6, 3], [4, 32, 28, 28]]
-            .iter()
-            .enumerate()
+        for (i, shape) in [
+            [2, 3, 4, 4],
+            [1, 2, 5, 7],
+            [3, 2, 6, 3],
+            [1, 3, 5, 6],
+            [4, 32, 28, 28],
+        ]
+        .iter()
+        .enumerate()
         {
             let x = awkward(shape, i as u64);
             let fused = value_and_grad(&x, shape, |t| t.relu_max_pool2d(2, 2));
