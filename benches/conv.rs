@@ -8,6 +8,8 @@
 //! | `64to64_32x32_b128` | [128, 64, 32, 32] | 64 → 64 |
 //! | `128to128_16x16_b128` | [128, 128, 16, 16] | 128 → 128 |
 //! | `64to128_s2_32x32_b128` | [128, 64, 32, 32] | 64 → 128, stride 2 |
+//! | `256to256_8x8_b128` | [128, 256, 8, 8] | 256 → 256 (ResNet-18 stage 3: images grouped) |
+//! | `512to512_4x4_b128` | [128, 512, 4, 4] | 512 → 512 (ResNet-18 stage 4: images grouped) |
 //!
 //! Throughput is reported with `Throughput::Elements(flops)`, so criterion's "elem/s" reads as
 //! FLOP/s. The forward counts `2·N·Cout·Ho·Wo·Cin·9` flops; forward + backward counts three
@@ -30,6 +32,8 @@ const CONVS: &[(&str, [usize; 4], usize, usize)] = &[
     ("64to64_32x32_b128", [128, 64, 32, 32], 64, 1),
     ("128to128_16x16_b128", [128, 128, 16, 16], 128, 1),
     ("64to128_s2_32x32_b128", [128, 64, 32, 32], 128, 2),
+    ("256to256_8x8_b128", [128, 256, 8, 8], 256, 1),
+    ("512to512_4x4_b128", [128, 512, 4, 4], 512, 1),
 ];
 
 /// A scalar whose backward hands `gy` to `y` unchanged: `backward()` from it runs `y`'s

@@ -337,7 +337,7 @@ type Grads = (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>);
 
 /// Gradients of the input, weight and bias (each only if needed) for the whole batch, one
 /// group of images at a time; with enough groups they run as rayon tasks, each with its own
-/// weight-gradient accumulator (at most a few per thread), summed at the end.
+/// weight-gradient accumulator (at most two per thread), summed at the end.
 fn backward(
     g: &Geometry,
     x: &[f32],
@@ -362,8 +362,9 @@ fn backward(
         acc
     };
     let acc = if per_group_tasks(groups) {
-        // Few enough pieces that each accumulator (Cout × K) is paid for many times over.
-        let min_len = groups.div_ceil(4 * rayon::current_num_threads()).max(1);
+        // At most two pieces per thread (room to balance a noisy machine), so the zeroing and
+        // summing of the accumulators (`Cout × K`, 9 MB for a 512 → 512 layer) stays small.
+        let min_len = groups.div_ceil(2 * rayon::current_num_threads()).max(1);
         dx_parts
             .into_par_iter()
             .enumerate()
