@@ -103,6 +103,11 @@ pub struct ExperimentArgs {
     /// Skip the k-means / GMM baselines.
     #[arg(long)]
     pub no_baselines: bool,
+    /// Train the linear head on the raw features, as the report did, instead of standardised
+    /// ones (zero mean, unit variance per feature; still a linear probe, it only converges
+    /// faster).
+    #[arg(long)]
+    pub raw_features: bool,
     /// Also report kNN accuracy (k = 200, cosine) on the frozen features.
     #[arg(long)]
     pub knn: bool,

@@ -196,6 +196,7 @@ impl Experiment {
             "threads": rayon::current_num_threads(),
             "baselines": !a.no_baselines,
             "knn": a.knn,
+            "standardized_features": !a.raw_features,
             "resnet": self.resnet.as_ref().map(|(arch, w, p)| json!({
                 "arch": format!("{arch:?}").to_lowercase(), "width": w,
                 "pretrained": p.as_ref().map(|p| p.display().to_string()),
@@ -356,6 +357,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
         lr: a.classifier_lr,
         seed: a.seed,
         feature_batch_size: 512,
+        standardize: !a.raw_features,
     };
     let classes = class_names.len().max(10);
     let mut phase = Phase::start("classifier", a.classifier_epochs as u64);

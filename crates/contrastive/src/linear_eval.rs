@@ -35,6 +35,10 @@ pub struct LinearEvalConfig {
     pub seed: u64,
     /// Images per batch when computing features.
     pub feature_batch_size: usize,
+    /// Standardise each feature (zero mean, unit variance over the labeled set, applied to
+    /// both sets) before the head. An affine map of the features, so the probe stays linear;
+    /// it only conditions the optimisation, which otherwise underfits in 30 epochs.
+    pub standardize: bool,
 }
 
 impl Default for LinearEvalConfig {
@@ -45,6 +49,7 @@ impl Default for LinearEvalConfig {
             lr: 1e-3,
             seed: 0,
             feature_batch_size: 256,
+            standardize: true,
         }
     }
 }
@@ -138,6 +143,13 @@ pub fn linear_eval_on_features(
     );
     let started = Instant::now();
     let (n, f) = (train_x.dim(0), train_x.dim(1));
+    let standardized;
+    let (train_x, test_x) = if cfg.standardize {
+        standardized = standardize(train_x, test_x);
+        (&standardized.0, &standardized.1)
+    } else {
+        (train_x, test_x)
+    };
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let classifier = Linear::new(f, classes, &mut rng);
     let mut opt = Adam::new(classifier.parameters(), AdamConfig::adam(cfg.lr));
@@ -192,6 +204,46 @@ pub fn linear_eval_on_features(
         feature_seconds: 0.0,
         train_seconds: started.elapsed().as_secs_f64(),
     }
+}
+
+/// Both feature sets shifted and scaled by the per-feature mean and standard deviation of
+/// `train_x` (a feature with no spread is only centred).
+fn standardize(train_x: &Tensor, test_x: &Tensor) -> (Tensor, Tensor) {
+    let (n, f) = (train_x.dim(0), train_x.dim(1));
+    let x = train_x.data();
+    let mut mean = vec![0.0f64; f];
+    let mut sq = vec![0.0f64; f];
+    for row in x.chunks(f) {
+        for ((m, s), &v) in mean.iter_mut().zip(sq.iter_mut()).zip(row) {
+            *m += v as f64;
+            *s += v as f64 * v as f64;
+        }
+    }
+    let count = n.max(1) as f64;
+    let shift: Vec<f32> = mean.iter().map(|m| (m / count) as f32).collect();
+    let scale: Vec<f32> = mean
+        .iter()
+        .zip(&sq)
+        .map(|(m, s)| {
+            let var = (s / count - (m / count).powi(2)).max(0.0);
+            if var > 1e-12 {
+                (1.0 / var.sqrt()) as f32
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let apply = |t: &Tensor| {
+        let mut out = t.to_vec();
+        for row in out.chunks_mut(f) {
+            for ((v, m), s) in row.iter_mut().zip(&shift).zip(&scale) {
+                *v = (*v - m) * s;
+            }
+        }
+        Tensor::from_vec(out, t.shape())
+    };
+    drop(x);
+    (apply(train_x), apply(test_x))
 }
 
 /// Settings of a fine-tune (encoder trained too).
