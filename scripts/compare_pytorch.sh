@@ -22,7 +22,7 @@ for model in mnist resnet18; do
     "$py" "$ref/simclr_ref.py" --dataset "$dataset" --data-root "$data" --time-only "$steps" \
       --loss matmul --threads 2 --json-out "$out/torch-$model.jsonl" >/dev/null 2>&1
     tail -n 1 "$out/torch-$model.jsonl" | python3 -c \
-      'import json,sys; r=json.loads(sys.stdin.read()); print(json.dumps({"pytorch": r.get("images_per_s_median"), "sysload": r.get("sysload")}))'
+      'import json,sys; r=json.loads(sys.stdin.read())["simclr_step"]; print(json.dumps({"pytorch": r["images_per_s_median"], "sysload": r["sysload"]}))'
   done
 done
 python3 - "$out" <<'PY'
@@ -31,7 +31,7 @@ d = pathlib.Path(sys.argv[1])
 print(f"{'model':<10} {'ours img/s':>12} {'PyTorch img/s':>14} {'ratio':>7}")
 for m in ["mnist", "resnet18"]:
     ours = [json.loads(l)["images_per_s"] for l in open(d / f"ours-{m}.jsonl")]
-    torch = [json.loads(l)["images_per_s_median"] for l in open(d / f"torch-{m}.jsonl")]
+    torch = [json.loads(l)["simclr_step"]["images_per_s_median"] for l in open(d / f"torch-{m}.jsonl")]
     o, t = statistics.median(ours), statistics.median(torch)
     print(f"{m:<10} {o:>12.1f} {t:>14.1f} {o / t:>7.2f}")
 PY
