@@ -307,7 +307,8 @@ pub fn run(exp: &Experiment) -> Result<()> {
                 );
             }
             TrainEvent::Epoch(e) => {
-                epoch_losses.push(((e.epoch + 1) as f64, e.mean_loss as f64));
+                // An epoch's mean belongs at its middle on the per-step axis.
+                epoch_losses.push((e.epoch as f64 + 0.5, e.mean_loss as f64));
                 phase.println(&format!(
                     "epoch {:>3}: loss {:.4}, {:.0} images/s, {:.1} s",
                     e.epoch + 1,
