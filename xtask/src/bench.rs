@@ -11,8 +11,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use simclr_contrastive::nt_xent;
-use simclr_nn::{Adam, AdamConfig, MnistEncoder, Module, Optimizer, ProjectionHead, ResNet};
+use simclr_contrastive::{nt_xent, SimClr};
+use simclr_nn::{Adam, AdamConfig, Module, Optimizer};
 use simclr_tensor::Tensor;
 
 use crate::cli::BenchArgs;
@@ -96,20 +96,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// Times `steps` training steps of `model` after `warmup` untimed ones.
 fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
     let mut rng = StdRng::seed_from_u64(0);
-    let (encoder, batch, image): (Box<dyn Module>, usize, [usize; 3]) = match model {
-        "mnist" => (Box::new(MnistEncoder::new(&mut rng)), 256, [1, 28, 28]),
-        "resnet18" => (Box::new(ResNet::resnet18(64, &mut rng)), 128, [3, 32, 32]),
+    let (simclr, batch, image) = match model {
+        "mnist" => (SimClr::mnist(&mut rng), 256, [1, 28, 28]),
+        "resnet18" => (SimClr::resnet18(64, &mut rng), 128, [3, 32, 32]),
         other => bail!("unknown bench model `{other}` (expected mnist or resnet18)"),
     };
-    let out_features = if model == "mnist" { 128 } else { 512 };
-    let head = ProjectionHead::new(out_features, 256, 128, &mut rng);
-    let mut params = encoder.parameters();
-    params.extend(head.parameters());
-    let mut opt = Adam::new(params, AdamConfig::adam(1e-3));
+    let mut opt = Adam::new(simclr.parameters(), AdamConfig::adam(1e-3));
     let views = Tensor::randn(&[2 * batch, image[0], image[1], image[2]], &mut rng);
     let mut step = || {
         opt.zero_grad();
-        let loss = nt_xent(&head.forward(&encoder.forward(&views)), 0.5);
+        let loss = nt_xent(&simclr.forward(&views), 0.5);
         loss.backward();
         opt.step();
     };

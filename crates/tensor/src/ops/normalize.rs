@@ -24,7 +24,10 @@ impl Tensor {
                 }
             }
         }
-        norms.iter_mut().for_each(|s| *s = s.sqrt().max(eps));
+        norms.iter_mut().for_each(|s| *s = s.sqrt());
+        // Vectors whose norm was clamped to ε are divided by the constant ε (gradient dy/ε).
+        let clamped: Vec<bool> = norms.iter().map(|&n| n < eps).collect();
+        norms.iter_mut().for_each(|n| *n = n.max(eps));
         let mut y = vec![0.0; x.len()];
         for o in 0..outer {
             for j in 0..n {
@@ -35,20 +38,15 @@ impl Tensor {
             }
         }
         drop(x);
-        let (ys, x_t) = (y.clone(), self.clone());
-        Tensor::from_op(y, self.shape(), &[self], move |g, _| {
-            let x = x_t.data();
+        let out = Tensor::from_vec(y, self.shape());
+        let y_saved = out.detach();
+        Tensor::record(out, &[self], move |g, _| {
+            let ys = y_saved.data();
             let mut dx = vec![0.0; g.len()];
             for o in 0..outer {
                 for i in 0..inner {
                     let norm = norms[o * inner + i];
-                    let clamped = {
-                        let mut s = 0.0;
-                        for j in 0..n {
-                            s += x[(o * n + j) * inner + i].powi(2);
-                        }
-                        s.sqrt() < eps
-                    };
+                    let clamped = clamped[o * inner + i];
                     let mut dot = 0.0;
                     for j in 0..n {
                         let at = (o * n + j) * inner + i;
