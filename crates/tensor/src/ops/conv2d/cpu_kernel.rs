@@ -33,7 +33,7 @@ pub(crate) struct Geometry {
 const BAND_BYTES: usize = 512 * 1024;
 
 /// Fewest output pixels per band: below this the GEMM re-packs the weight for too little work
-/// (matrixmultiply packs `A` once per call), which costs more than an L2 miss on the columns.
+/// (the GEMM packs `A` once per call), which costs more than an L2 miss on the columns.
 const MIN_BAND_COLS: usize = 256;
 
 impl Geometry {

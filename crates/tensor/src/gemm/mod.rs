@@ -4,11 +4,15 @@
 //! transposed operand is the same data with its strides swapped ([`MatRef::t`]) and an output
 //! block can be written straight into a larger tensor (e.g. one image's slice of an NCHW batch).
 //!
-//! Backends: pure-Rust `matrixmultiply` (AVX-512/AVX2/FMA micro-kernels chosen at run time) by
-//! default, the system OpenBLAS with the `openblas` feature. Threads: [`gemm`] splits a large
+//! Backends: the crate's own blocked GEMM ([`blocked`]: packing, and an AVX-512 micro-kernel
+//! chosen at run time, in [`kernel`]) by default, the system OpenBLAS with the `openblas`
+//! feature. Threads: [`gemm`] splits a large
 //! product into column (or row) blocks and runs them on rayon; called from inside a rayon task
 //! (e.g. a conv that already runs one image per task) it stays on the calling thread, so the
 //! two levels of parallelism never oversubscribe the cores. [`gemm_serial`] never splits.
+
+mod blocked;
+mod kernel;
 
 /// A read-only strided matrix view.
 #[derive(Clone, Copy, Debug)]
@@ -201,30 +205,7 @@ fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut) {
 
 #[cfg(not(feature = "openblas"))]
 fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: `check_shapes` verified that every element addressed through these pointers and
-    // strides lies inside the corresponding slice, and `c` is borrowed mutably.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr(),
-            a.row_stride as isize,
-            a.col_stride as isize,
-            b.data.as_ptr(),
-            b.row_stride as isize,
-            b.col_stride as isize,
-            beta,
-            c.data.as_mut_ptr(),
-            c.row_stride as isize,
-            c.col_stride as isize,
-        );
-    }
+    blocked::gemm_blocked(alpha, a, &b, beta, c);
 }
 
 #[cfg(feature = "openblas")]
@@ -352,6 +333,82 @@ mod tests {
                 assert!((x - 2.0 * y).abs() < 1e-4 * (1.0 + y.abs()));
             }
         }
+    }
+
+    /// Every layout of A and B (plain or transposed), a C written through its transpose, sizes
+    /// that cross the packing blocks (KC = 256, MC = 128, NC = 512) and the 16-wide tiles and
+    /// transpose blocks at odd offsets, and β = 0 over a C full of NaN (which must not leak).
+    #[test]
+    fn blocked_gemm_covers_every_layout_and_edge() {
+        for &(m, k, n) in &[
+            (17, 300, 33),
+            (130, 513, 47),
+            (5, 16, 530),
+            (16, 16, 16),
+            (1, 1, 1),
+        ] {
+            let a = pseudo_random(m * k, 3);
+            let b = pseudo_random(k * n, 4);
+            let expect = naive(MatRef::new(&a, m, k), MatRef::new(&b, k, n));
+            let at: Vec<f32> = (0..k * m).map(|idx| a[(idx % m) * k + idx / m]).collect();
+            let bt: Vec<f32> = (0..n * k).map(|idx| b[(idx % k) * n + idx / k]).collect();
+            let a_views = [MatRef::new(&a, m, k), MatRef::new(&at, k, m).t()];
+            let b_views = [MatRef::new(&b, k, n), MatRef::new(&bt, n, k).t()];
+            for (ai, &a_view) in a_views.iter().enumerate() {
+                for (bi, &b_view) in b_views.iter().enumerate() {
+                    for c_transposed in [false, true] {
+                        let mut c = vec![f32::NAN; m * n];
+                        let c_view = if c_transposed {
+                            MatMut {
+                                data: &mut c,
+                                rows: m,
+                                cols: n,
+                                row_stride: 1,
+                                col_stride: m,
+                            }
+                        } else {
+                            MatMut::new(&mut c, m, n)
+                        };
+                        gemm_serial(2.0, a_view, b_view, 0.0, c_view);
+                        for i in 0..m {
+                            for j in 0..n {
+                                let got = if c_transposed {
+                                    c[j * m + i]
+                                } else {
+                                    c[i * n + j]
+                                };
+                                let want = 2.0 * expect[i * n + j];
+                                assert!(
+                                    (got - want).abs() < 1e-4 * (1.0 + want.abs()) * (k as f32).sqrt(),
+                                    "{m}x{k}x{n} A#{ai} B#{bi} Cᵀ {c_transposed} ({i},{j}): {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_reduction_scales_c() {
+        let mut c = vec![3.0; 6];
+        gemm(
+            1.0,
+            MatRef::new(&[], 2, 0),
+            MatRef::new(&[], 0, 3),
+            0.5,
+            MatMut::new(&mut c, 2, 3),
+        );
+        assert_eq!(c, vec![1.5; 6]);
+        gemm(
+            1.0,
+            MatRef::new(&[], 2, 0),
+            MatRef::new(&[], 0, 3),
+            0.0,
+            MatMut::new(&mut c, 2, 3),
+        );
+        assert_eq!(c, vec![0.0; 6]);
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! The blocked GEMM behind [`gemm`](super::gemm): `C ← α·A·B + β·C` on one thread, in the
+//! loop order of BLIS / GotoBLAS.
+//!
+//! ```text
+//! for each block of NC columns of B and C
+//!   for each block of KC steps of the reduction          (β applies to the first only)
+//!     pack B[KC × NC] into strips of NR columns           (stays in L2)
+//!     for each block of MC rows of A and C
+//!       pack A[MC × KC] into strips of MR rows            (stays in L2)
+//!       for each strip of A                               (8 KB: stays in L1)
+//!         for each strip of B:  micro-kernel → one MR × NR tile of C
+//! ```
+//!
+//! Packing copies each block once into the exact order the micro-kernel reads it (`kc` steps
+//! of `MR` or `NR` consecutive values, zero-padded at the edges), so the kernel streams
+//! contiguous memory whatever the strides of the operands: a transposed operand costs only a
+//! differently ordered copy. `B` comes through [`PackRhs`], so a caller can pack it from a
+//! matrix it never materialises (the convolution packs its im2col columns straight from the
+//! image).
+
+use std::cell::RefCell;
+
+use super::kernel::{self, transpose_block, Tile, BLOCK, MR, NR};
+use super::{MatMut, MatRef};
+
+/// Reduction steps per block: an `MR × KC` strip of `A` is 16 KB, inside L1.
+const KC: usize = 256;
+/// Rows of `A` per block (`MC × KC`: 128 KB).
+const MC: usize = 128;
+/// Columns of `B` per block (`KC × NC`: 512 KB, inside the 1 MB L2 with `A`'s block).
+const NC: usize = 512;
+
+/// The `B` operand of a GEMM, able to write any block of itself in packed order.
+pub(crate) trait PackRhs {
+    /// Rows of `B` (the reduction length).
+    fn rows(&self) -> usize;
+    /// Columns of `B`.
+    fn cols(&self) -> usize;
+    /// Writes rows `k0..k0 + kc` × columns `j0..j0 + nc` into `out` as strips of [`NR`]
+    /// columns: strip `s` is `out[s·kc·NR..][..kc·NR]`, holding for each step `k` the values
+    /// `B[k0 + k][j0 + s·NR + c]` for `c` in `0..NR`, zero past column `j0 + nc`.
+    fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]);
+}
+
+impl PackRhs for MatRef<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
+        pack_strips::<NR>(self.t(), j0, nc, k0, kc, out);
+    }
+}
+
+/// Packs lanes `l0..l0 + lanes` × steps `k0..k0 + kc` of `x` (rows are lanes, columns are
+/// reduction steps) into strips of `W` lanes: strip `s` holds, for each step, `W`
+/// consecutive lane values, zero past the last lane.
+pub(crate) fn pack_strips<const W: usize>(
+    x: MatRef,
+    l0: usize,
+    lanes: usize,
+    k0: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
+    let (rs, cs) = (x.row_stride, x.col_stride);
+    for (s, strip) in out[..lanes.div_ceil(W) * kc * W]
+        .chunks_exact_mut(kc * W)
+        .enumerate()
+    {
+        let first = l0 + s * W;
+        let valid = (lanes - s * W).min(W);
+        if rs == 1 {
+            // The lanes of one step are contiguous: one short copy per step.
+            for (k, dst) in strip.chunks_exact_mut(W).enumerate() {
+                let at = first + (k0 + k) * cs;
+                if valid == W {
+                    <&mut [f32; W]>::try_from(dst)
+                        .unwrap()
+                        .copy_from_slice(&x.data[at..at + W]);
+                } else {
+                    dst[..valid].copy_from_slice(&x.data[at..at + valid]);
+                    dst[valid..].fill(0.0);
+                }
+            }
+            continue;
+        }
+        // Otherwise each lane runs along the steps (a transposed operand): whole 16 × 16
+        // blocks are transposed in registers, the rest copied one value at a time.
+        let mut done = 0;
+        if cs == 1 && valid == W && W == BLOCK {
+            done = kc - kc % BLOCK;
+            for k in (0..done).step_by(BLOCK) {
+                let at = first * rs + k0 + k;
+                transpose_block(&x.data[at..], rs, &mut strip[k * W..], W);
+            }
+        }
+        if done < kc {
+            for lane in 0..valid {
+                let src = x.data[(first + lane) * rs + (k0 + done) * cs..]
+                    .iter()
+                    .step_by(cs);
+                for (dst, &v) in strip[done * W + lane..].iter_mut().step_by(W).zip(src) {
+                    *dst = v;
+                }
+            }
+        }
+        if valid < W {
+            for dst in strip.chunks_exact_mut(W) {
+                dst[valid..].fill(0.0);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's packed blocks of `A` and `B`, kept between calls.
+    static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `C ← α·A·B + β·C` on the calling thread. Shapes and extents must have been checked.
+pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: &impl PackRhs, beta: f32, c: MatMut) {
+    let (m, k, n) = (a.rows, a.cols, b.cols());
+    debug_assert_eq!(k, b.rows(), "gemm: A's columns must match B's rows");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        return scale(beta, c);
+    }
+    let (crs, ccs) = (c.row_stride, c.col_stride);
+    let c_ptr = c.data.as_mut_ptr();
+    PACKED.with(|bufs| {
+        let (a_buf, b_buf) = &mut *bufs.borrow_mut();
+        a_buf.resize(MC.div_ceil(MR) * MR * KC, 0.0);
+        b_buf.resize(NC.div_ceil(NR) * NR * KC, 0.0);
+        for j0 in (0..n).step_by(NC) {
+            let nc = NC.min(n - j0);
+            for k0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - k0);
+                let beta = if k0 == 0 { beta } else { 1.0 };
+                b.pack(k0, kc, j0, nc, b_buf);
+                for i0 in (0..m).step_by(MC) {
+                    let mc = MC.min(m - i0);
+                    pack_strips::<MR>(a, i0, mc, k0, kc, a_buf);
+                    let a_strips = a_buf.chunks_exact(kc * MR).take(mc.div_ceil(MR));
+                    for (ir, a_strip) in (0..mc).step_by(MR).zip(a_strips) {
+                        let b_strips = b_buf.chunks_exact(kc * NR).take(nc.div_ceil(NR));
+                        for (jr, b_strip) in (0..nc).step_by(NR).zip(b_strips) {
+                            let (i, j) = (i0 + ir, j0 + jr);
+                            let tile = Tile {
+                                // SAFETY (of the offset): (i, j) is an element of C, whose
+                                // extent the caller checked.
+                                c: unsafe { c_ptr.add(i * crs + j * ccs) },
+                                row_stride: crs,
+                                col_stride: ccs,
+                                rows: MR.min(m - i),
+                                cols: NR.min(n - j),
+                                alpha,
+                                beta,
+                            };
+                            // SAFETY: the tile lies inside C, which `c` borrows mutably.
+                            unsafe { kernel::tile(kc, a_strip, b_strip, &tile) };
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `C ← β·C` (an empty reduction); `β = 0` writes zeros without reading `C`.
+fn scale(beta: f32, c: MatMut) {
+    for i in 0..c.rows {
+        for j in 0..c.cols {
+            let v = &mut c.data[i * c.row_stride + j * c.col_stride];
+            *v = if beta == 0.0 { 0.0 } else { beta * *v };
+        }
+    }
+}
