@@ -43,6 +43,10 @@ fn inject(y: &Tensor, gy: Vec<f32>) -> Tensor {
 }
 
 fn bench_conv(c: &mut Criterion) {
+    // As in a training run: freed buffers stay in the heap, so each iteration's output and
+    // gradients do not page-fault (otherwise the 1 → 32 layer times mostly the kernel zeroing
+    // fresh pages).
+    simclr_tensor::memory::reuse_freed_memory();
     let mut rng = StdRng::seed_from_u64(0);
     let mut group = c.benchmark_group("conv2d");
     group

@@ -7,16 +7,18 @@
 //!     pack B[KC × NC] into strips of NR columns           (stays in L2)
 //!     for each block of MC rows of A and C
 //!       pack A[MC × KC] into strips of MR rows            (stays in L2)
-//!       for each strip of A                               (8 KB: stays in L1)
+//!       for each strip of A                               (16 KB: stays in L1)
 //!         for each strip of B:  micro-kernel → one MR × NR tile of C
 //! ```
 //!
 //! Packing copies each block once into the exact order the micro-kernel reads it (`kc` steps
 //! of `MR` or `NR` consecutive values, zero-padded at the edges), so the kernel streams
 //! contiguous memory whatever the strides of the operands: a transposed operand costs only a
-//! differently ordered copy. `B` comes through [`PackRhs`], so a caller can pack it from a
-//! matrix it never materialises (the convolution packs its im2col columns straight from the
-//! image).
+//! differently ordered copy (16 × 16 blocks transposed in registers).
+//!
+//! (Packing a convolution's im2col columns straight from the image, never materialising them,
+//! was tried: with 14-pixel rows cut into 16-wide strips the per-run bookkeeping cost more than
+//! the column buffer it saved, which stays in L2 anyway.)
 
 use std::cell::RefCell;
 
@@ -30,36 +32,10 @@ const MC: usize = 128;
 /// Columns of `B` per block (`KC × NC`: 512 KB, inside the 1 MB L2 with `A`'s block).
 const NC: usize = 512;
 
-/// The `B` operand of a GEMM, able to write any block of itself in packed order.
-pub(crate) trait PackRhs {
-    /// Rows of `B` (the reduction length).
-    fn rows(&self) -> usize;
-    /// Columns of `B`.
-    fn cols(&self) -> usize;
-    /// Writes rows `k0..k0 + kc` × columns `j0..j0 + nc` into `out` as strips of [`NR`]
-    /// columns: strip `s` is `out[s·kc·NR..][..kc·NR]`, holding for each step `k` the values
-    /// `B[k0 + k][j0 + s·NR + c]` for `c` in `0..NR`, zero past column `j0 + nc`.
-    fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]);
-}
-
-impl PackRhs for MatRef<'_> {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-
-    fn cols(&self) -> usize {
-        self.cols
-    }
-
-    fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
-        pack_strips::<NR>(self.t(), j0, nc, k0, kc, out);
-    }
-}
-
 /// Packs lanes `l0..l0 + lanes` × steps `k0..k0 + kc` of `x` (rows are lanes, columns are
 /// reduction steps) into strips of `W` lanes: strip `s` holds, for each step, `W`
 /// consecutive lane values, zero past the last lane.
-pub(crate) fn pack_strips<const W: usize>(
+fn pack_strips<const W: usize>(
     x: MatRef,
     l0: usize,
     lanes: usize,
@@ -123,9 +99,8 @@ thread_local! {
 }
 
 /// `C ← α·A·B + β·C` on the calling thread. Shapes and extents must have been checked.
-pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: &impl PackRhs, beta: f32, c: MatMut) {
-    let (m, k, n) = (a.rows, a.cols, b.cols());
-    debug_assert_eq!(k, b.rows(), "gemm: A's columns must match B's rows");
+pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
         return;
     }
@@ -143,7 +118,7 @@ pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: &impl PackRhs, beta: f32, c
             for k0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - k0);
                 let beta = if k0 == 0 { beta } else { 1.0 };
-                b.pack(k0, kc, j0, nc, b_buf);
+                pack_strips::<NR>(b.t(), j0, nc, k0, kc, b_buf);
                 for i0 in (0..m).step_by(MC) {
                     let mc = MC.min(m - i0);
                     pack_strips::<MR>(a, i0, mc, k0, kc, a_buf);

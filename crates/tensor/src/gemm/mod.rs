@@ -205,7 +205,7 @@ fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut) {
 
 #[cfg(not(feature = "openblas"))]
 fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
-    blocked::gemm_blocked(alpha, a, &b, beta, c);
+    blocked::gemm_blocked(alpha, a, b, beta, c);
 }
 
 #[cfg(feature = "openblas")]

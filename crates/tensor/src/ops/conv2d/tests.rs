@@ -135,6 +135,10 @@ fn kernels_match_naive_reference() {
         ([40, 64, 4, 4], [8, 64, 3, 3], 1, 1),
         ([37, 96, 7, 6], [5, 96, 3, 3], 2, 1),
         ([21, 8, 6, 6], [4, 8, 1, 1], 2, 0),
+        // One large image: the GEMM itself splits its columns over the threads.
+        ([1, 32, 40, 40], [32, 32, 3, 3], 1, 1),
+        // One group of small images: the GEMM splits its rows.
+        ([5, 128, 4, 4], [128, 128, 3, 3], 1, 1),
     ] {
         let (x, w, b) = (
             rand(&xs, 4).set_requires_grad(true),
