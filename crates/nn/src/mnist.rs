@@ -12,29 +12,32 @@
 //!   7    Linear(3136→128)                [N, 128]
 //! ```
 //!
-//! It is exactly a PyTorch `nn.Sequential` of those layers, so its state-dict names are the
-//! Sequential's: `0.weight`, `0.bias`, `3.weight`, `3.bias`, `7.weight`, `7.bias`
-//! (420,352 parameters, as PyTorch counts them), with PyTorch's default initialisation.
+//! Its parameters are exactly those of a PyTorch `nn.Sequential` of those layers, under the
+//! Sequential's state-dict names: `0.weight`, `0.bias`, `3.weight`, `3.bias`, `7.weight`,
+//! `7.bias` (420,352 parameters, as PyTorch counts them), with PyTorch's default
+//! initialisation, drawn in that order.
 //!
-//! The forward does not walk the `Sequential` child by child: each `ReLU, MaxPool2d` pair runs
-//! as one fused op, [`Tensor::relu_max_pool2d`], which computes exactly `max_pool2d(relu(x))`
-//! (values and gradients, bit for bit) but reads each convolution's output once and writes a
-//! quarter of it, where the separate ops would make a ReLU pass over the whole feature map and
-//! keep its output, forward and backward. The modules stay in the `Sequential` at their indices,
-//! so the structure and the state-dict names are PyTorch's.
+//! The forward does not run the layers one by one: each `Conv2d, ReLU, MaxPool2d` triple is
+//! one fused op, [`Tensor::conv2d_relu_max_pool2d`], which computes exactly
+//! `max_pool2d(relu(conv2d(x)))` (values and gradients, bit for bit) but keeps only the pooled
+//! output: the convolution's output (25 MB for the first layer at batch 256) and its gradient
+//! live a few images at a time in a scratch buffer that stays in cache, where the separate ops
+//! would write and read them whole for the batch, forward and backward.
 
 use simclr_tensor::Tensor;
 
-use crate::activation::{Flatten, ReLU};
 use crate::conv::Conv2d;
 use crate::linear::Linear;
-use crate::module::Module;
-use crate::pool::MaxPool2d;
-use crate::sequential::Sequential;
+use crate::module::{prefixed, Module};
 
 /// Conv-ReLU-Pool-Conv-ReLU-Pool-Flatten-Linear, `[N, 1, 28, 28] → [N, 128]`.
 pub struct MnistEncoder {
-    net: Sequential,
+    /// Layer 0: `Conv2d(1→32, 3×3, padding 1)`.
+    conv1: Conv2d,
+    /// Layer 3: `Conv2d(32→64, 3×3, padding 1)`.
+    conv2: Conv2d,
+    /// Layer 7: `Linear(3136→out_features)`.
+    fc: Linear,
     out_features: usize,
 }
 
@@ -46,16 +49,12 @@ impl MnistEncoder {
 
     /// The same network with another feature dimension.
     pub fn with_out_features(out_features: usize, rng: &mut impl rand::Rng) -> MnistEncoder {
-        let net = Sequential::new()
-            .add(Conv2d::new(1, 32, 3, 1, 1, true, rng))
-            .add(ReLU)
-            .add(MaxPool2d::new(2, 2))
-            .add(Conv2d::new(32, 64, 3, 1, 1, true, rng))
-            .add(ReLU)
-            .add(MaxPool2d::new(2, 2))
-            .add(Flatten)
-            .add(Linear::new(64 * 7 * 7, out_features, rng));
-        MnistEncoder { net, out_features }
+        MnistEncoder {
+            conv1: Conv2d::new(1, 32, 3, 1, 1, true, rng),
+            conv2: Conv2d::new(32, 64, 3, 1, 1, true, rng),
+            fc: Linear::new(64 * 7 * 7, out_features, rng),
+            out_features,
+        }
     }
 
     /// Dimension of the output features.
@@ -64,15 +63,24 @@ impl MnistEncoder {
     }
 }
 
+/// `max_pool2d(relu(conv(x)), 2)` as one fused op.
+fn conv_relu_pool(conv: &Conv2d, x: &Tensor) -> Tensor {
+    x.conv2d_relu_max_pool2d(&conv.weight, conv.bias.as_ref(), conv.stride, conv.padding)
+}
+
 impl Module for MnistEncoder {
     fn forward(&self, x: &Tensor) -> Tensor {
-        // Children 0..=7 as listed above, with 1-2 and 4-5 fused (see the module docs).
-        let layer = |i: usize| self.net.get(i).expect("the encoder has 8 children");
-        let h = layer(0).forward(x).relu_max_pool2d(2, 2);
-        let h = layer(3).forward(&h).relu_max_pool2d(2, 2);
-        layer(7).forward(&h.flatten())
+        let h = conv_relu_pool(&self.conv1, x);
+        let h = conv_relu_pool(&self.conv2, &h);
+        self.fc.forward(&h.flatten())
     }
+
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.net.named_parameters()
+        let layers: [(&str, &dyn Module); 3] =
+            [("0", &self.conv1), ("3", &self.conv2), ("7", &self.fc)];
+        layers
+            .into_iter()
+            .flat_map(|(index, layer)| prefixed(index, layer.named_parameters()))
+            .collect()
     }
 }

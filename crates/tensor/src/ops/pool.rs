@@ -178,6 +178,43 @@ fn unpool2x2_row(
     }
 }
 
+/// The 2×2 pool of one `[h, w]` plane (`h·w = plane.len()`) into `out` and `code`
+/// (`[h/2, w/2]` each, every element written); with `RELU`, of `relu(plane)`.
+pub(crate) fn pool2x2_plane<const RELU: bool>(
+    plane: &[f32],
+    w: usize,
+    out: &mut [MaybeUninit<f32>],
+    code: &mut [MaybeUninit<u8>],
+) {
+    let wo = w / 2;
+    for ((out, code), rows) in out
+        .chunks_exact_mut(wo)
+        .zip(code.chunks_exact_mut(wo))
+        .zip(plane.chunks_exact(2 * w))
+    {
+        let (r0, r1) = rows.split_at(w);
+        pool2x2_row::<RELU>(r0, r1, out, code);
+    }
+}
+
+/// The backward of [`pool2x2_plane`]: writes the whole `[h, w]` input gradient `dx` of one
+/// plane from its output gradient `dy` and codes (rows and columns no window covers get 0).
+pub(crate) fn unpool2x2_plane(dy: &[f32], code: &[u8], w: usize, dx: &mut [MaybeUninit<f32>]) {
+    let wo = w / 2;
+    let (pairs, rest) = dx.split_at_mut(2 * (dy.len() / wo.max(1)) * w);
+    for ((d, g), code) in pairs
+        .chunks_exact_mut(2 * w)
+        .zip(dy.chunks_exact(wo))
+        .zip(code.chunks_exact(wo))
+    {
+        let (d0, d1) = d.split_at_mut(w);
+        unpool2x2_row(g, code, d0, d1);
+    }
+    for d in rest {
+        d.write(0.0);
+    }
+}
+
 /// Planes per rayon task so that each task reads at least `PAR_MIN` values (one task, on the
 /// calling thread, for a small input).
 fn planes_per_task(planes: usize, plane_len: usize) -> usize {
@@ -226,12 +263,7 @@ fn pool2x2<const RELU: bool>(
                 .zip(code.chunks_exact_mut(op))
                 .zip(inp.chunks_exact(ip))
             {
-                for oy in 0..ho {
-                    let r0 = &plane[2 * oy * w..][..w];
-                    let r1 = &plane[(2 * oy + 1) * w..][..w];
-                    let o = oy * wo..(oy + 1) * wo;
-                    pool2x2_row::<RELU>(r0, r1, &mut out[o.clone()], &mut code[o]);
-                }
+                pool2x2_plane::<RELU>(plane, w, out, code);
             }
         };
         let out = &mut y.spare_capacity_mut()[..planes * op];
@@ -261,18 +293,7 @@ fn pool2x2<const RELU: bool>(
                     &dy[(first + p) * op..][..op],
                     &codes[(first + p) * op..][..op],
                 );
-                let (pairs, rest) = dx.split_at_mut(2 * ho * w);
-                for ((d, g), code) in pairs
-                    .chunks_exact_mut(2 * w)
-                    .zip(g.chunks_exact(wo))
-                    .zip(code.chunks_exact(wo))
-                {
-                    let (d0, d1) = d.split_at_mut(w);
-                    unpool2x2_row(g, code, d0, d1);
-                }
-                for d in rest {
-                    d.write(0.0);
-                }
+                unpool2x2_plane(g, code, w, dx);
             }
         });
         vec![Some(dx)]

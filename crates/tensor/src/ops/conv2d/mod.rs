@@ -55,14 +55,16 @@
 //! - The input gradient is not computed when the input does not need one (the first layer).
 
 mod cpu_kernel;
+mod pooled;
 #[cfg(test)]
 mod tests;
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::pool::sum_map;
+use super::pool::{sum_map, unpool2x2_plane};
 use crate::gemm::{gemm, MatMut, MatRef};
 use crate::tensor::Tensor;
 use cpu_kernel::{
@@ -168,6 +170,7 @@ impl Tensor {
         Tensor::from_op(y, &[g.n, g.cout, g.ho, g.wo], &parents, move |dy, needs| {
             let (x, w) = (x_t.data(), w_t.data());
             let need_b = needs.get(2).copied().unwrap_or(false);
+            let dy = OutputGrad::Dense(dy);
             let (dx, dw, db) = backward(&g, &x, &w, dy, needs[0], needs[1], need_b);
             let mut grads = vec![dx, dw];
             if needs.len() > 2 {
@@ -312,6 +315,52 @@ fn grad_band<'a>(dy_i: &'a [f32], g: &Geometry, oy0: usize, oy1: usize) -> MatRe
     }
 }
 
+/// The gradient of the convolution's output, as the backward receives it.
+#[derive(Clone, Copy)]
+enum OutputGrad<'a> {
+    /// `[n, cout, ho, wo]`, as is.
+    Dense(&'a [f32]),
+    /// Of a convolution followed by ReLU and a 2×2 max-pool ([`Tensor::conv2d_relu_max_pool2d`]):
+    /// the pooled output's gradient `[n, cout, ho/2, wo/2]` and the pool's window codes. Each
+    /// group's dense gradient is rebuilt from these in scratch.
+    Pooled { dy: &'a [f32], codes: &'a [u8] },
+}
+
+thread_local! {
+    /// Per-thread buffer for one group's whole convolution output, or its output gradient, in
+    /// the fused conv + pool op (separate from [`SCRATCH`], which the group's convolution uses
+    /// meanwhile).
+    static OUTPUT_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl OutputGrad<'_> {
+    /// Runs `f` on the dense output gradient of images `i0..i1`.
+    fn of_images<R>(&self, g: &Geometry, i0: usize, i1: usize, f: impl FnOnce(&[f32]) -> R) -> R {
+        let span = i0 * g.out_image()..i1 * g.out_image();
+        match *self {
+            OutputGrad::Dense(dy) => f(&dy[span]),
+            OutputGrad::Pooled { dy, codes } => OUTPUT_SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                s.resize(span.len(), 0.0);
+                let pooled = (g.ho / 2) * (g.wo / 2);
+                let planes = (i0 * g.cout..i1 * g.cout).map(|p| p * pooled..(p + 1) * pooled);
+                for (dense, plane) in s.chunks_exact_mut(g.p()).zip(planes) {
+                    let dense = as_uninit(dense);
+                    unpool2x2_plane(&dy[plane.clone()], &codes[plane], g.wo, dense);
+                }
+                f(&s)
+            }),
+        }
+    }
+}
+
+/// A buffer of initialised values viewed as writable-only.
+fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and every value written through
+    // the view is an initialised `f32`, so the slice stays initialised.
+    unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
 /// Per-worker gradient accumulators of the weight (`Cout × K`) and the bias.
 struct Accum {
     dw: Vec<f32>,
@@ -342,7 +391,7 @@ fn backward(
     g: &Geometry,
     x: &[f32],
     w: &[f32],
-    dy: &[f32],
+    dy: OutputGrad,
     need_x: bool,
     need_w: bool,
     need_b: bool,
@@ -357,8 +406,9 @@ fn backward(
     let step = |mut acc: Accum, (gi, dx_g): (usize, Option<&mut [f32]>)| {
         let (i0, i1) = (gi * nb, ((gi + 1) * nb).min(g.n));
         let x_g = &x[i0 * g.in_image()..i1 * g.in_image()];
-        let dy_g = &dy[i0 * g.out_image()..i1 * g.out_image()];
-        backward_group(g, x_g, w, dy_g, dx_g, &mut acc, need_w);
+        dy.of_images(g, i0, i1, |dy_g| {
+            backward_group(g, x_g, w, dy_g, dx_g, &mut acc, need_w)
+        });
         acc
     };
     let acc = if per_group_tasks(groups) {

@@ -359,3 +359,46 @@ const CIN1_DX: &[f32] = &[-2.8324952, -1.322393, 2.2359474, 4.1021667, 2.8639483
 const CIN1_DW: &[f32] = &[-0.4821045, -0.21521795, 0.068770885, 1.1880932, 1.102231, 0.06522298, 0.0045055375, -0.31484413, -0.3694895, -0.7154821, -0.65045816, -0.2000458, 0.3432461, 1.1969515, 0.97686994, 0.02423269, -0.30277035, -0.52251893, -0.31012797, -0.50501394, -0.29027575, -0.80802727, 0.223117, 1.0164361, 0.022325706, -0.020405352, -0.20907903, 0.37208676, 0.091270626, -0.12136771, -1.2379491, -0.9499006, 0.14859879, 0.00048847497, 0.2801767, 0.2910115];
 #[rustfmt::skip]
 const CIN1_DB: &[f32] = &[-0.62110466, 0.12783182, 0.762649, 0.716627];
+
+/// The fused `conv2d_relu_max_pool2d` equals `conv2d` then `relu_max_pool2d(2, 2)` bit for bit,
+/// values and all three gradients: a first layer (one input channel, direct kernels), grouped
+/// small images, odd output sizes (a row and a column no window covers), stride 2, no bias, and
+/// an input that needs no gradient.
+#[test]
+fn fused_conv_relu_pool_matches_the_separate_ops_bit_for_bit() {
+    let bits = |t: &Tensor| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for &(xs, ws, s, p, with_bias, x_grad) in &[
+        ([3, 1, 28, 28], [8, 1, 3, 3], 1, 1, true, false),
+        ([6, 16, 14, 14], [12, 16, 3, 3], 1, 1, true, true),
+        ([5, 8, 7, 9], [6, 8, 3, 3], 1, 1, false, true),
+        ([2, 4, 11, 10], [5, 4, 3, 3], 2, 1, true, true),
+    ] {
+        let run = |fused: bool| {
+            let x = rand(&xs, 11).set_requires_grad(x_grad);
+            let w = rand(&ws, 12).set_requires_grad(true);
+            let b = rand(&[ws[0]], 13).set_requires_grad(true);
+            let b_opt = with_bias.then_some(&b);
+            let y = if fused {
+                x.conv2d_relu_max_pool2d(&w, b_opt, s, p)
+            } else {
+                x.conv2d(&w, b_opt, s, p).relu_max_pool2d(2, 2)
+            };
+            let dy = rand(y.shape(), 14);
+            y.mul(&dy).sum().backward();
+            let grads = [x.grad(), w.grad(), with_bias.then(|| b.grad()).flatten()];
+            (y, grads.map(|g| g.map(|g| bits(&g))))
+        };
+        let ((y_fused, g_fused), (y_sep, g_sep)) = (run(true), run(false));
+        assert_eq!(y_fused.shape(), y_sep.shape(), "{xs:?} {ws:?}");
+        assert_eq!(bits(&y_fused), bits(&y_sep), "values of {xs:?} {ws:?}");
+        assert_eq!(g_fused, g_sep, "gradients of {xs:?} {ws:?}");
+    }
+}
+
+#[test]
+#[should_panic(expected = "fewer than the 2×2 pool window")]
+fn fused_pool_needs_two_output_pixels() {
+    let x = rand(&[1, 2, 3, 3], 1);
+    let w = rand(&[2, 2, 3, 3], 2);
+    x.conv2d_relu_max_pool2d(&w, None, 1, 0);
+}
