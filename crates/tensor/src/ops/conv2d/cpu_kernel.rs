@@ -11,6 +11,8 @@
 //! L2 while the GEMM reads them. [`col2im_band`] is the adjoint: it adds each column entry back
 //! onto the input pixel it was copied from.
 
+use std::cell::RefCell;
+
 /// Sizes of one 2-D convolution: input `[n, cin, h, w]`, weight `[cout, cin, kh, kw]`,
 /// output `[n, cout, ho, wo]`.
 #[derive(Clone, Copy, Debug)]
@@ -152,6 +154,40 @@ pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `dst += src` for the short rows of col2im, in whole 16-, 8- and 4-lane blocks (a plain
+/// loop over a dozen values spends more on its vector-loop set-up and scalar tail than on the
+/// adds).
+#[inline(always)]
+fn add_row(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "add_row: length mismatch");
+    fn add_block<const N: usize>(d: &mut [f32], s: &[f32]) {
+        let d: &mut [f32; N] = d.try_into().unwrap();
+        let s: &[f32; N] = s.try_into().unwrap();
+        for (d, s) in d.iter_mut().zip(s) {
+            *d += s;
+        }
+    }
+    let (mut d, mut s) = (dst, src);
+    while d.len() >= 16 {
+        let (dh, dt) = d.split_at_mut(16);
+        add_block::<16>(dh, &s[..16]);
+        (d, s) = (dt, &s[16..]);
+    }
+    if d.len() >= 8 {
+        let (dh, dt) = d.split_at_mut(8);
+        add_block::<8>(dh, &s[..8]);
+        (d, s) = (dt, &s[8..]);
+    }
+    if d.len() >= 4 {
+        let (dh, dt) = d.split_at_mut(4);
+        add_block::<4>(dh, &s[..4]);
+        (d, s) = (dt, &s[4..]);
+    }
+    for (d, s) in d.iter_mut().zip(s) {
+        *d += s;
+    }
+}
+
 /// Zeroes the few columns of an im2col row that fall on the padding (as many as the padding is
 /// wide, usually 0 or 1) without a `memset` call per row.
 #[inline(always)]
@@ -179,6 +215,9 @@ pub(crate) fn im2col_band(
     let (wo, s, p) = (g.wo, g.stride, g.pad);
     let band = (oy1 - oy0) * wo;
     debug_assert!(ld >= band && cols.len() >= (g.k() - 1) * ld + band);
+    if s == 1 {
+        return im2col_band_stride1(g, x, oy0, oy1, cols, ld);
+    }
     let mut r = 0;
     for ci in 0..g.cin {
         let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
@@ -211,6 +250,43 @@ pub(crate) fn im2col_band(
     }
 }
 
+thread_local! {
+    /// Per-thread zero-padded copy of one input plane for [`im2col_band_stride1`].
+    static PADDED_PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`im2col_band`] for stride 1: each channel is first copied into a zero-padded plane, so that
+/// every row of the band is one plain copy of `wo` values (`xp[oy + ky][kx..kx + wo]`), with no
+/// test for the border. On small images (14-pixel rows) the border tests and the zeroing of the
+/// padding columns cost more than the copies themselves.
+fn im2col_band_stride1(
+    g: &Geometry,
+    x: &[f32],
+    oy0: usize,
+    oy1: usize,
+    cols: &mut [f32],
+    ld: usize,
+) {
+    let (wo, wp) = (g.wo, g.padded_w());
+    let band = (oy1 - oy0) * wo;
+    PADDED_PLANE.with(|xp| {
+        let mut xp = xp.borrow_mut();
+        xp.resize(g.direct_scratch_len(), 0.0);
+        let mut rows = cols.chunks_mut(ld);
+        for plane in x.chunks_exact(g.h * g.w).take(g.cin) {
+            pad_plane(g, plane, &mut xp);
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let row = &mut rows.next().expect("cols holds K rows")[..band];
+                    for (oy, dst) in (oy0..oy1).zip(row.chunks_exact_mut(wo)) {
+                        copy_row(dst, &xp[(oy + ky) * wp + kx..][..wo]);
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// The adjoint of [`im2col_band`] (same layout of `cols`, row `r` at `cols[r·ld..]`): adds
 /// every entry onto the pixel of `dx` (`[cin, h, w]`) it was read from; padding entries are
 /// dropped.
@@ -240,10 +316,7 @@ pub(crate) fn col2im_band(
                     let src = &row[(oy - oy0) * wo + ox_lo..(oy - oy0) * wo + ox_hi];
                     let dst = &mut plane[(oy * s + ky - p) * g.w..][..g.w];
                     if s == 1 {
-                        dst[ix0..ix0 + src.len()]
-                            .iter_mut()
-                            .zip(src)
-                            .for_each(|(d, v)| *d += v);
+                        add_row(&mut dst[ix0..ix0 + src.len()], src);
                     } else {
                         for (d, v) in dst[ix0..].iter_mut().step_by(s).zip(src) {
                             *d += v;
@@ -298,7 +371,7 @@ pub(crate) fn pad_plane(g: &Geometry, x: &[f32], xp: &mut [f32]) {
     let (p, wp) = (g.pad, g.padded_w());
     xp.fill(0.0);
     for (iy, row) in x.chunks_exact(g.w).enumerate() {
-        xp[(iy + p) * wp + p..][..g.w].copy_from_slice(row);
+        copy_row(&mut xp[(iy + p) * wp + p..][..g.w], row);
     }
 }
 
