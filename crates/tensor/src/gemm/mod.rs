@@ -11,7 +11,9 @@
 //! (e.g. a conv that already runs one image per task) it stays on the calling thread, so the
 //! two levels of parallelism never oversubscribe the cores. [`gemm_serial`] never splits.
 
+#[cfg(not(feature = "openblas"))]
 mod blocked;
+#[cfg(not(feature = "openblas"))]
 mod kernel;
 
 /// A read-only strided matrix view.
@@ -217,7 +219,7 @@ fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
         return;
     }
     // CBLAS wants unit stride along one axis of each operand: copy the rare view that has none.
-    fn as_blas(x: MatRef) -> (std::borrow::Cow<'_, [f32]>, CBLAS_TRANSPOSE, i32) {
+    fn as_blas(x: MatRef<'_>) -> (std::borrow::Cow<'_, [f32]>, CBLAS_TRANSPOSE, i32) {
         if x.col_stride == 1 {
             (
                 x.data.into(),
