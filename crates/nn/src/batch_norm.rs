@@ -52,14 +52,36 @@ impl BatchNorm2d {
     pub fn is_training(&self) -> bool {
         self.training.get()
     }
-}
 
-impl Module for BatchNorm2d {
-    fn forward(&self, x: &Tensor) -> Tensor {
+    /// `self.forward(x).relu()` as one fused op ([`Tensor::batch_norm2d_relu`]): the same
+    /// result, without storing the normalised map before the ReLU.
+    pub fn forward_relu(&self, x: &Tensor) -> Tensor {
+        let training = self.count_batch();
+        let stats = (&self.running_mean, &self.running_var);
+        x.batch_norm2d_relu(
+            &self.weight,
+            &self.bias,
+            stats.0,
+            stats.1,
+            training,
+            self.momentum,
+            self.eps,
+        )
+    }
+
+    /// Counts a training batch; returns whether the layer is training.
+    fn count_batch(&self) -> bool {
         let training = self.training.get();
         if training {
             self.num_batches_tracked.data_mut()[0] += 1.0;
         }
+        training
+    }
+}
+
+impl Module for BatchNorm2d {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let training = self.count_batch();
         x.batch_norm2d(
             &self.weight,
             &self.bias,

@@ -16,6 +16,10 @@
 //!
 //! Initialisation follows torchvision: convolutions Kaiming-normal (fan-out, ReLU gain),
 //! BatchNorm γ = 1, β = 0.
+//!
+//! Each `BatchNorm, ReLU` pair runs as one fused op ([`BatchNorm2d::forward_relu`]), which
+//! does not keep the map between the two for the backward (PyTorch's in-place ReLU saves the
+//! same memory).
 
 use simclr_tensor::Tensor;
 
@@ -66,7 +70,7 @@ impl BasicBlock {
 
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let out = self.bn1.forward(&self.conv1.forward(x)).relu();
+        let out = self.bn1.forward_relu(&self.conv1.forward(x));
         let out = self.bn2.forward(&self.conv2.forward(&out));
         let shortcut = match &self.downsample {
             Some(d) => d.forward(x),
@@ -161,7 +165,7 @@ impl ResNet {
 
 impl Module for ResNet {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let mut h = self.bn1.forward(&self.conv1.forward(x)).relu();
+        let mut h = self.bn1.forward_relu(&self.conv1.forward(x));
         for layer in &self.layers {
             h = layer.forward(&h);
         }

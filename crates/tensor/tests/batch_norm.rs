@@ -202,3 +202,48 @@ const EVAL_DB: &[f32] = &[0.53789973, 0.6562932, 0.24298511, -0.36717936];
 const EVAL_RUNNING_MEAN: &[f32] = &[0.0, 0.14382768, 0.2524413, 0.29924852];
 #[rustfmt::skip]
 const EVAL_RUNNING_VAR: &[f32] = &[1.1947092, 1.4660195, 1.4546487, 1.167494];
+
+/// `batch_norm2d_relu` equals `batch_norm2d` then `relu` bit for bit: values, all three
+/// gradients and the running statistics, in training and eval mode, small (serial) and large
+/// (parallel) inputs.
+#[test]
+fn fused_relu_matches_the_separate_ops_bit_for_bit() {
+    let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (shape, training) in [
+        ([3, 4, 5, 5], true),
+        ([3, 4, 5, 5], false),
+        ([8, 16, 32, 32], true),
+    ] {
+        let run = |fused: bool| {
+            let x = rand(&shape, 21).set_requires_grad(true);
+            let (w, b) = (
+                rand(&[shape[1]], 22).set_requires_grad(true),
+                rand(&[shape[1]], 23).set_requires_grad(true),
+            );
+            let (rm, rv) = (rand(&[shape[1]], 24), rand(&[shape[1]], 25).add_scalar(1.5));
+            let y = if fused {
+                x.batch_norm2d_relu(&w, &b, &rm, &rv, training, 0.1, 1e-5)
+            } else {
+                x.batch_norm2d(&w, &b, &rm, &rv, training, 0.1, 1e-5).relu()
+            };
+            y.mul(&rand(y.shape(), 26)).sum().backward();
+            [
+                y,
+                x.grad().unwrap(),
+                w.grad().unwrap(),
+                b.grad().unwrap(),
+                rm,
+                rv,
+            ]
+            .map(|t| bits(t.to_vec()))
+        };
+        let (fused, separate) = (run(true), run(false));
+        assert!(fused[0].iter().any(|&v| v == 0) && fused[0].iter().any(|&v| v != 0));
+        for (what, (f, s)) in ["y", "dx", "dγ", "dβ", "running_mean", "running_var"]
+            .iter()
+            .zip(fused.iter().zip(&separate))
+        {
+            assert_eq!(f, s, "{what} of {shape:?}, training {training}");
+        }
+    }
+}

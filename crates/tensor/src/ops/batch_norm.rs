@@ -63,8 +63,9 @@ fn channel_sum(
         .sum()
 }
 
-/// `out[n, c, :] = a[c]·u[n, c, :] + b[c]·v[n, c, :] + d[c]` over all planes (`v` optional).
-fn affine_planes(
+/// `out[n, c, :] = a[c]·u[n, c, :] + b[c]·v[n, c, :] + d[c]` over all planes (`v` optional),
+/// clamped at 0 when `RELU`.
+fn affine_planes<const RELU: bool>(
     out: &mut [f32],
     u: &[f32],
     v: Option<&[f32]>,
@@ -83,6 +84,10 @@ fn affine_planes(
                     *o = a * u + b * v + d;
                 }
             }
+            None if RELU => o
+                .iter_mut()
+                .zip(u)
+                .for_each(|(o, &u)| *o = (a * u + d).max(0.0)),
             None => o.iter_mut().zip(u).for_each(|(o, &u)| *o = a * u + d),
         }
     };
@@ -94,6 +99,29 @@ fn affine_planes(
     } else {
         out.chunks_mut(hw).enumerate().for_each(body);
     }
+}
+
+/// `dy` where `a[c]·x + d[c] > 0` (the forward's pre-ReLU value, computed as
+/// [`affine_planes`] does), else 0.
+fn relu_mask(dy: &[f32], x: &[f32], coef: &[(f32, f32, f32)], hw: usize, par: bool) -> Vec<f32> {
+    let mut out = vec![0.0; dy.len()];
+    let channels = coef.len();
+    let body = |(p, o): (usize, &mut [f32])| {
+        let (a, _, d) = coef[p % channels];
+        let (g, x) = (&dy[p * hw..(p + 1) * hw], &x[p * hw..(p + 1) * hw]);
+        for ((o, &g), &x) in o.iter_mut().zip(g).zip(x) {
+            *o = if a * x + d > 0.0 { g } else { 0.0 };
+        }
+    };
+    if hw == 0 {
+        return out;
+    }
+    if par {
+        out.par_chunks_mut(hw).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(hw).enumerate().for_each(body);
+    }
+    out
 }
 
 impl Tensor {
@@ -116,6 +144,37 @@ impl Tensor {
         training: bool,
         momentum: f32,
         eps: f32,
+    ) -> Tensor {
+        let stats = (running_mean, running_var, training, momentum, eps);
+        self.batch_norm2d_then::<false>(weight, bias, stats)
+    }
+
+    /// `batch_norm2d(..).relu()` as one op: the same values and gradients bit for bit, but the
+    /// normalised map before the ReLU is never stored. The backward needs only the input (as
+    /// batch norm's own does): the ReLU's mask is recomputed from it, `γ·x̂ + β > 0`, with the
+    /// forward's arithmetic. In a ResNet this drops one feature map per `BatchNorm, ReLU` pair
+    /// from the memory a training step holds, and a pass over it each way.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm2d_relu(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        training: bool,
+        momentum: f32,
+        eps: f32,
+    ) -> Tensor {
+        let stats = (running_mean, running_var, training, momentum, eps);
+        self.batch_norm2d_then::<true>(weight, bias, stats)
+    }
+
+    /// Batch norm, followed by a ReLU when `RELU`.
+    fn batch_norm2d_then<const RELU: bool>(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        (running_mean, running_var, training, momentum, eps): (&Tensor, &Tensor, bool, f32, f32),
     ) -> Tensor {
         let &[n, c, h, w] = self.shape() else {
             panic!(
@@ -183,12 +242,20 @@ impl Tensor {
             .collect();
         drop(beta);
         let mut y = vec![0.0; x.len()];
-        affine_planes(&mut y, x, None, &coef, hw, par);
+        affine_planes::<RELU>(&mut y, x, None, &coef, hw, par);
         drop(x_ref);
         let x_t = self.clone();
         Tensor::from_op(y, self.shape(), &[self, weight, bias], move |dy, needs| {
             let x_ref = x_t.data();
             let x: &[f32] = &x_ref;
+            // Through the ReLU: keep dy where the forward's `a·x + d` was positive.
+            let masked;
+            let dy = if RELU {
+                masked = relu_mask(dy, x, &coef, hw, par);
+                &masked[..]
+            } else {
+                dy
+            };
             // Σ dy and Σ dy·x̂ per channel.
             let sums = per_channel(c, par, |ci| {
                 let (mu, inv) = stats[ci];
@@ -214,7 +281,7 @@ impl Tensor {
                     .collect();
                 let mut dx = vec![0.0; x.len()];
                 let v = training.then_some(x);
-                affine_planes(&mut dx, dy, v, &coef, hw, par);
+                affine_planes::<false>(&mut dx, dy, v, &coef, hw, par);
                 dx
             });
             let dgamma = needs[1].then(|| sums.iter().map(|s| s.1 as f32).collect());
