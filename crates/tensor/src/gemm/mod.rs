@@ -4,12 +4,14 @@
 //! transposed operand is the same data with its strides swapped ([`MatRef::t`]) and an output
 //! block can be written straight into a larger tensor (e.g. one image's slice of an NCHW batch).
 //!
-//! Backends: the crate's own blocked GEMM ([`blocked`]: packing, and an AVX-512 micro-kernel
-//! chosen at run time, in [`kernel`]) by default, the system OpenBLAS with the `openblas`
-//! feature. Threads: [`gemm`] splits a large
-//! product into column (or row) blocks and runs them on rayon; called from inside a rayon task
-//! (e.g. a conv that already runs one image per task) it stays on the calling thread, so the
-//! two levels of parallelism never oversubscribe the cores. [`gemm_serial`] never splits.
+//! Backends: the crate's own blocked GEMM (`blocked.rs`: the loops and the packing;
+//! `kernel.rs`: a 16 × 16 AVX-512 micro-kernel chosen at run time, a portable one elsewhere)
+//! by default, the system OpenBLAS with the `openblas` feature.
+//!
+//! Threads: [`gemm`] splits a large product into column (or row) blocks and runs them on
+//! rayon; called from inside a rayon task (e.g. a conv that already runs one image per task) it
+//! stays on the calling thread, so the two levels of parallelism never oversubscribe the cores.
+//! [`gemm_serial`] never splits.
 
 #[cfg(not(feature = "openblas"))]
 mod blocked;
