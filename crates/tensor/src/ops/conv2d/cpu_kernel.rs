@@ -115,77 +115,51 @@ impl Geometry {
     }
 }
 
-/// `dst.copy_from_slice(src)` for the short rows of im2col and of the group gathers (4 to a few
-/// dozen values): whole 16-, 8- and 4-lane blocks as register moves, the rest one by one, so
-/// no `memmove` call is paid per row (LLVM turns a plain copy loop back into one).
+/// `f(d, s)` for each pair of a short row `dst` and its source `src` (4 to a few dozen values,
+/// as im2col, col2im and the group gathers move them): whole 16-, 8- and 4-lane blocks of fixed
+/// length, which compile to register moves and vector ops, then the rest one by one. A plain
+/// loop over a dozen values spends more on its vector-loop set-up and scalar tail (or, for a
+/// copy, on the `memmove` call LLVM turns it into) than on the values.
 #[inline(always)]
-pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) {
-    assert_eq!(dst.len(), src.len(), "copy_row: length mismatch");
+fn zip_row(dst: &mut [f32], src: &[f32], f: impl Fn(&mut f32, f32) + Copy) {
+    assert_eq!(dst.len(), src.len(), "zip_row: length mismatch");
+    #[inline(always)]
+    fn block<const N: usize>(d: &mut [f32], s: &[f32], f: impl Fn(&mut f32, f32)) {
+        let d: &mut [f32; N] = d.try_into().unwrap();
+        let s: &[f32; N] = s.try_into().unwrap();
+        d.iter_mut().zip(s).for_each(|(d, &s)| f(d, s));
+    }
     let (mut d, mut s) = (dst, src);
     while d.len() >= 16 {
         let (dh, dt) = d.split_at_mut(16);
-        <&mut [f32; 16]>::try_from(dh)
-            .unwrap()
-            .copy_from_slice(&s[..16]);
+        block::<16>(dh, &s[..16], f);
         (d, s) = (dt, &s[16..]);
     }
     if d.len() >= 8 {
         let (dh, dt) = d.split_at_mut(8);
-        <&mut [f32; 8]>::try_from(dh)
-            .unwrap()
-            .copy_from_slice(&s[..8]);
+        block::<8>(dh, &s[..8], f);
         (d, s) = (dt, &s[8..]);
     }
     if d.len() >= 4 {
         let (dh, dt) = d.split_at_mut(4);
-        <&mut [f32; 4]>::try_from(dh)
-            .unwrap()
-            .copy_from_slice(&s[..4]);
+        block::<4>(dh, &s[..4], f);
         (d, s) = (dt, &s[4..]);
     }
-    if !d.is_empty() {
-        d[0] = s[0];
-    }
-    if d.len() > 1 {
-        d[1] = s[1];
-    }
-    if d.len() > 2 {
-        d[2] = s[2];
+    for (d, &s) in d.iter_mut().zip(s).take(3) {
+        f(d, s);
     }
 }
 
-/// `dst += src` for the short rows of col2im, in whole 16-, 8- and 4-lane blocks (a plain
-/// loop over a dozen values spends more on its vector-loop set-up and scalar tail than on the
-/// adds).
+/// `dst.copy_from_slice(src)` for short rows, without a `memmove` call ([`zip_row`]).
+#[inline(always)]
+pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) {
+    zip_row(dst, src, |d, s| *d = s);
+}
+
+/// `dst += src` for short rows ([`zip_row`]).
 #[inline(always)]
 fn add_row(dst: &mut [f32], src: &[f32]) {
-    assert_eq!(dst.len(), src.len(), "add_row: length mismatch");
-    fn add_block<const N: usize>(d: &mut [f32], s: &[f32]) {
-        let d: &mut [f32; N] = d.try_into().unwrap();
-        let s: &[f32; N] = s.try_into().unwrap();
-        for (d, s) in d.iter_mut().zip(s) {
-            *d += s;
-        }
-    }
-    let (mut d, mut s) = (dst, src);
-    while d.len() >= 16 {
-        let (dh, dt) = d.split_at_mut(16);
-        add_block::<16>(dh, &s[..16]);
-        (d, s) = (dt, &s[16..]);
-    }
-    if d.len() >= 8 {
-        let (dh, dt) = d.split_at_mut(8);
-        add_block::<8>(dh, &s[..8]);
-        (d, s) = (dt, &s[8..]);
-    }
-    if d.len() >= 4 {
-        let (dh, dt) = d.split_at_mut(4);
-        add_block::<4>(dh, &s[..4]);
-        (d, s) = (dt, &s[4..]);
-    }
-    for (d, s) in d.iter_mut().zip(s) {
-        *d += s;
-    }
+    zip_row(dst, src, |d, s| *d += s);
 }
 
 /// Zeroes the few columns of an im2col row that fall on the padding (as many as the padding is

@@ -164,21 +164,37 @@ impl Tensor {
             let b = bias.map(|b| b.data());
             forward(&g, &x, &w, b.as_deref().map(Vec::as_slice))
         };
-        let mut parents = vec![self, weight];
-        parents.extend(bias);
-        let (x_t, w_t) = (self.clone(), weight.clone());
-        Tensor::from_op(y, &[g.n, g.cout, g.ho, g.wo], &parents, move |dy, needs| {
-            let (x, w) = (x_t.data(), w_t.data());
-            let need_b = needs.get(2).copied().unwrap_or(false);
-            let dy = OutputGrad::Dense(dy);
-            let (dx, dw, db) = backward(&g, &x, &w, dy, needs[0], needs[1], need_b);
-            let mut grads = vec![dx, dw];
-            if needs.len() > 2 {
-                grads.push(db);
-            }
-            grads
-        })
+        record(g, y, [g.n, g.cout, g.ho, g.wo], (self, weight, bias), None)
     }
+}
+
+/// The op a convolution's output `y` (of `shape`) comes from, differentiable in `x`, `weight`
+/// and `bias`. Its output gradient reaches [`backward`] as is, or, given the pool's window
+/// `codes`, as the gradient of the fused 2×2 max-pool after it ([`OutputGrad::Pooled`]).
+fn record(
+    g: Geometry,
+    y: Vec<f32>,
+    shape: [usize; 4],
+    (x, weight, bias): (&Tensor, &Tensor, Option<&Tensor>),
+    codes: Option<Vec<u8>>,
+) -> Tensor {
+    let mut parents = vec![x, weight];
+    parents.extend(bias);
+    let (x_t, w_t) = (x.clone(), weight.clone());
+    Tensor::from_op(y, &shape, &parents, move |dy, needs| {
+        let (x, w) = (x_t.data(), w_t.data());
+        let need_b = needs.get(2).copied().unwrap_or(false);
+        let dy = match &codes {
+            Some(codes) => OutputGrad::Pooled { dy, codes },
+            None => OutputGrad::Dense(dy),
+        };
+        let (dx, dw, db) = backward(&g, &x, &w, dy, needs[0], needs[1], need_b);
+        let mut grads = vec![dx, dw];
+        if needs.len() > 2 {
+            grads.push(db);
+        }
+        grads
+    })
 }
 
 /// Whether to run one task per group of images (enough groups to keep every thread busy);

@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::{backward, forward_group, geometry, per_group_tasks, OutputGrad, OUTPUT_SCRATCH};
+use super::{forward_group, geometry, per_group_tasks, record, OUTPUT_SCRATCH};
 use crate::ops::pool::pool2x2_plane;
 use crate::tensor::Tensor;
 
@@ -55,21 +55,8 @@ impl Tensor {
             let b = bias.map(|b| b.data());
             forward_pooled(&g, &x, &w, b.as_deref().map(Vec::as_slice))
         };
-        let mut parents = vec![self, weight];
-        parents.extend(bias);
-        let (x_t, w_t) = (self.clone(), weight.clone());
         let shape = [g.n, g.cout, g.ho / 2, g.wo / 2];
-        Tensor::from_op(y, &shape, &parents, move |dy, needs| {
-            let (x, w) = (x_t.data(), w_t.data());
-            let need_b = needs.get(2).copied().unwrap_or(false);
-            let dy = OutputGrad::Pooled { dy, codes: &codes };
-            let (dx, dw, db) = backward(&g, &x, &w, dy, needs[0], needs[1], need_b);
-            let mut grads = vec![dx, dw];
-            if needs.len() > 2 {
-                grads.push(db);
-            }
-            grads
-        })
+        record(g, y, shape, (self, weight, bias), Some(codes))
     }
 }
 
