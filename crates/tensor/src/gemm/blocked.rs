@@ -22,8 +22,8 @@
 
 use std::cell::RefCell;
 
-use super::kernel::{self, transpose_block, Tile, BLOCK, MR, NR};
-use super::{MatMut, MatRef};
+use super::kernel::{self, transpose_block, transpose_rows, Tile, BLOCK, MR, NR};
+use super::{Gathered, MatMut, MatRef, STRIP};
 
 /// Reduction steps per block: an `MR × KC` strip of `A` is 16 KB, inside L1.
 const KC: usize = 256;
@@ -93,14 +93,81 @@ fn pack_strips<const W: usize>(
     }
 }
 
+/// The right-hand operand `B` (`k × n`) of a product.
+#[derive(Clone, Copy)]
+pub(crate) enum Rhs<'a> {
+    /// A strided matrix, packed block by block.
+    Dense(MatRef<'a>),
+    /// Read in place by the micro-kernel, one strip of [`NR`] columns per tile: no packing.
+    Gathered(Gathered<'a>),
+    /// The transpose of a gathered matrix (its rows are `B`'s columns), packed block by block
+    /// with 16 × 16 transposes.
+    GatheredT(Gathered<'a>),
+}
+
+impl Rhs<'_> {
+    fn cols(&self) -> usize {
+        match self {
+            Rhs::Dense(b) => b.cols,
+            Rhs::Gathered(g) => g.cols(),
+            Rhs::GatheredT(g) => g.rows(),
+        }
+    }
+
+    /// Packs rows `k0..k0 + kc` × columns `j0..j0 + nc` into strips of [`NR`] columns (a
+    /// gathered `B` needs none).
+    fn pack(&self, j0: usize, nc: usize, k0: usize, kc: usize, out: &mut [f32]) {
+        match *self {
+            Rhs::Dense(b) => pack_strips::<NR>(b.t(), j0, nc, k0, kc, out),
+            Rhs::Gathered(_) => {}
+            Rhs::GatheredT(g) => pack_gathered_t(g, j0, nc, k0, kc, out),
+        }
+    }
+}
+
+/// [`pack_strips`] for the transpose of a gathered matrix `g`: lanes are rows `l0..l0 + lanes`
+/// of `g`, steps are its columns `k0..k0 + kc`. Whole 16 × 16 blocks (16 rows, one strip of
+/// columns) are transposed in registers straight from the rows' addresses; the rest, copied
+/// one value at a time.
+fn pack_gathered_t(g: Gathered, l0: usize, lanes: usize, k0: usize, kc: usize, out: &mut [f32]) {
+    const W: usize = NR;
+    for (s, strip) in out[..lanes.div_ceil(W) * kc * W]
+        .chunks_exact_mut(kc * W)
+        .enumerate()
+    {
+        let first = l0 + s * W;
+        let valid = (lanes - s * W).min(W);
+        let mut done = 0;
+        if valid == W && k0.is_multiple_of(STRIP) {
+            done = kc - kc % STRIP;
+            let rows = &g.row_offsets[first..first + W];
+            for k in (0..done).step_by(STRIP) {
+                let at = g.strip_offsets[(k0 + k) / STRIP];
+                let starts: [usize; BLOCK] = std::array::from_fn(|i| rows[i] + at);
+                transpose_rows(g.data, &starts, &mut strip[k * W..], W);
+            }
+        }
+        for k in done..kc {
+            let dst = &mut strip[k * W..(k + 1) * W];
+            for (lane, d) in dst.iter_mut().enumerate() {
+                *d = if lane < valid {
+                    g.get(first + lane, k0 + k)
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
 thread_local! {
     /// This thread's packed blocks of `A` and `B`, kept between calls.
     static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// `C ← α·A·B + β·C` on the calling thread. Shapes and extents must have been checked.
-pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: MatMut) {
+    let (m, k, n) = (a.rows, a.cols, b.cols());
     if m == 0 || n == 0 {
         return;
     }
@@ -118,14 +185,13 @@ pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMu
             for k0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - k0);
                 let beta = if k0 == 0 { beta } else { 1.0 };
-                pack_strips::<NR>(b.t(), j0, nc, k0, kc, b_buf);
+                b.pack(j0, nc, k0, kc, b_buf);
                 for i0 in (0..m).step_by(MC) {
                     let mc = MC.min(m - i0);
                     pack_strips::<MR>(a, i0, mc, k0, kc, a_buf);
                     let a_strips = a_buf.chunks_exact(kc * MR).take(mc.div_ceil(MR));
                     for (ir, a_strip) in (0..mc).step_by(MR).zip(a_strips) {
-                        let b_strips = b_buf.chunks_exact(kc * NR).take(nc.div_ceil(NR));
-                        for (jr, b_strip) in (0..nc).step_by(NR).zip(b_strips) {
+                        for jr in (0..nc).step_by(NR) {
                             let (i, j) = (i0 + ir, j0 + jr);
                             let tile = Tile {
                                 // SAFETY (of the offset): (i, j) is an element of C, whose
@@ -138,8 +204,25 @@ pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMu
                                 alpha,
                                 beta,
                             };
-                            // SAFETY: the tile lies inside C, which `c` borrows mutably.
-                            unsafe { kernel::tile(kc, a_strip, b_strip, &tile) };
+                            match b {
+                                // SAFETY: the tile lies inside C, which `c` borrows mutably;
+                                // the caller checked that every strip of every row of the
+                                // gathered B lies inside its buffer.
+                                Rhs::Gathered(g) => unsafe {
+                                    let strip = g.data.as_ptr().add(g.strip_offsets[j / NR]);
+                                    kernel::tile_gathered(
+                                        kc,
+                                        a_strip,
+                                        strip,
+                                        &g.row_offsets[k0..k0 + kc],
+                                        &tile,
+                                    )
+                                },
+                                // SAFETY: the tile lies inside C, which `c` borrows mutably.
+                                _ => unsafe {
+                                    kernel::tile(kc, a_strip, &b_buf[jr * kc..][..kc * NR], &tile)
+                                },
+                            }
                         }
                     }
                 }

@@ -11,13 +11,61 @@
 //! The accumulators live in registers for the whole strip and touch `C` once at the end:
 //! `C ← α·acc + β·C` (`C` is not read when `β = 0`, so it may hold garbage).
 //!
-//! Two implementations share the packed layout: AVX-512 intrinsics, chosen at run time when
-//! the CPU has them, and a portable one in plain Rust for every other target.
+//! Three implementations share the packed layout, the fastest the CPU has chosen at run time
+//! ([`Isa`]): AVX-512; AVX2 with FMA, whose 16 registers of 8 lanes hold a third of the tile,
+//! so it runs the strip in three passes of 6, 6 and 4 rows (12 accumulators, two loads of
+//! `B` and a broadcast each step); and plain Rust for every other target.
+//!
+//! A step's row of `B` comes from a packed strip (`NR` values per step) or, for a gathered
+//! matrix ([`Gathered`](super::Gathered)), from its own offset in the source ([`Steps`]).
+
+use std::sync::OnceLock;
 
 /// Rows of a tile (values of `A` per reduction step).
 pub(crate) const MR: usize = 16;
 /// Columns of a tile (values of `B` per reduction step).
 pub(crate) const NR: usize = 16;
+
+/// The instruction sets the kernels are written for, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Avx512,
+    Avx2Fma,
+    Portable,
+}
+
+impl Isa {
+    /// The best this CPU supports (detected once).
+    pub fn detected() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx512f") {
+                    return Isa::Avx512;
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    return Isa::Avx2Fma;
+                }
+            }
+            Isa::Portable
+        })
+    }
+
+    /// Every instruction set this CPU can run (the tests run each).
+    #[cfg(test)]
+    pub fn all_available() -> Vec<Isa> {
+        let best = Isa::detected();
+        [Isa::Avx512, Isa::Avx2Fma, Isa::Portable]
+            .into_iter()
+            .filter(|&isa| match best {
+                Isa::Avx512 => true,
+                Isa::Avx2Fma => isa != Isa::Avx512,
+                Isa::Portable => isa == Isa::Portable,
+            })
+            .collect()
+    }
+}
 
 /// Where one tile goes: `rows × cols` (at most `MR × NR`; fewer at the edges of `C`) with the
 /// given strides, updated as `C ← α·acc + β·C`.
@@ -31,6 +79,50 @@ pub(crate) struct Tile {
     pub beta: f32,
 }
 
+impl Tile {
+    /// A whole tile with unit column stride: rows can be written as vectors.
+    fn is_full(&self) -> bool {
+        self.rows == MR && self.cols == NR && self.col_stride == 1
+    }
+}
+
+/// Where the kernel finds the `NR` values of `B` for each reduction step.
+trait Steps: Copy {
+    /// The start of step `k`'s `NR` values.
+    ///
+    /// # Safety
+    /// `k` must be below the strip's `kc`.
+    unsafe fn row(self, k: usize) -> *const f32;
+}
+
+/// A packed strip: step `k` at `k·NR`.
+#[derive(Clone, Copy)]
+struct Packed(*const f32);
+
+impl Steps for Packed {
+    #[inline(always)]
+    unsafe fn row(self, k: usize) -> *const f32 {
+        // SAFETY: the caller keeps `k < kc`; the strip holds `kc·NR` values.
+        unsafe { self.0.add(k * NR) }
+    }
+}
+
+/// A gathered strip: step `k` at `offsets[k]`.
+#[derive(Clone, Copy)]
+struct Gather<'a> {
+    base: *const f32,
+    offsets: &'a [usize],
+}
+
+impl Steps for Gather<'_> {
+    #[inline(always)]
+    unsafe fn row(self, k: usize) -> *const f32 {
+        // SAFETY: the caller keeps `k < kc ≤ offsets.len()`, and vouched that `NR` values are
+        // readable at every offset.
+        unsafe { self.base.add(*self.offsets.get_unchecked(k)) }
+    }
+}
+
 /// Runs the fastest kernel this CPU supports over `kc` steps of the packed strips `a`
 /// (`kc × MR`) and `b` (`kc × NR`).
 ///
@@ -38,21 +130,55 @@ pub(crate) struct Tile {
 /// `tile` must describe a writable region of `C` that no other thread touches meanwhile.
 #[inline]
 pub(crate) unsafe fn tile(kc: usize, a: &[f32], b: &[f32], tile: &Tile) {
-    debug_assert!(a.len() >= kc * MR && b.len() >= kc * NR);
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        // SAFETY: the CPU has AVX-512F (checked above); the caller's contract covers `tile`.
-        return unsafe { avx512::tile(kc, a, b, tile) };
-    }
-    let acc = portable(kc, a, b);
+    assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+    // SAFETY: `b` holds `kc` packed steps (checked above); the caller's contract covers `tile`.
+    unsafe { run(Isa::detected(), kc, a, Packed(b.as_ptr()), tile) }
+}
+
+/// [`tile`] with `B` read in place: step `k` of the strip is the `NR` values at
+/// `b + offsets[k]` (a gathered matrix, [`Gathered`](super::Gathered)), so nothing is packed.
+///
+/// # Safety
+/// As [`tile`]; and `NR` values must be readable at `b + offsets[k]` for every `k < kc`.
+#[inline]
+pub(crate) unsafe fn tile_gathered(
+    kc: usize,
+    a: &[f32],
+    b: *const f32,
+    offsets: &[usize],
+    tile: &Tile,
+) {
+    assert!(a.len() >= kc * MR && offsets.len() >= kc);
+    let b = Gather { base: b, offsets };
     // SAFETY: the caller's contract.
-    unsafe { store(&acc, tile) }
+    unsafe { run(Isa::detected(), kc, a, b, tile) }
+}
+
+/// The kernel for `isa` (which the CPU must support).
+///
+/// # Safety
+/// As [`tile`]; `b` must yield `NR` readable values for each of the `kc` steps.
+#[inline(always)]
+unsafe fn run<S: Steps>(isa: Isa, kc: usize, a: &[f32], b: S, tile: &Tile) {
+    // SAFETY (of each arm): the CPU supports `isa`; the rest is the caller's contract.
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::tile(kc, a, b, tile) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { avx2::tile(kc, a, b, tile) },
+        _ => unsafe { store(&portable(kc, a, b), tile) },
+    }
 }
 
 /// The plain-Rust kernel: the same rank-1 updates on an array of accumulators.
-fn portable(kc: usize, a: &[f32], b: &[f32]) -> [[f32; NR]; MR] {
+///
+/// # Safety
+/// `b` must yield `NR` readable values for each of the `kc` steps.
+unsafe fn portable<S: Steps>(kc: usize, a: &[f32], b: S) -> [[f32; NR]; MR] {
     let mut acc = [[0.0f32; NR]; MR];
-    for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
+    for (k, ak) in a.chunks_exact(MR).take(kc).enumerate() {
+        // SAFETY: the caller's contract.
+        let bk = unsafe { &*(b.row(k) as *const [f32; NR]) };
         for (row, &ai) in acc.iter_mut().zip(ak) {
             for (c, &bj) in row.iter_mut().zip(bk) {
                 *c += ai * bj;
@@ -86,53 +212,67 @@ pub(crate) const BLOCK: usize = 16;
 
 /// Writes the transpose of a `16 × 16` block: row `i` of the source is
 /// `src[i·src_stride..][..16]`, row `j` of the result goes to `dst[j·dst_stride..][..16]`.
-/// Packing a transposed operand is a chain of these (in registers on AVX-512, 4 values per
-/// shuffle, instead of one strided copy per value).
+/// Packing a transposed operand is a chain of these (in registers with AVX-512 or AVX2, several
+/// values per shuffle, instead of one strided copy per value).
 pub(crate) fn transpose_block(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
-    assert!(src.len() >= 15 * src_stride + BLOCK && dst.len() >= 15 * dst_stride + BLOCK);
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        // SAFETY: AVX-512F is present and both extents were checked above.
-        return unsafe {
-            avx512::transpose16(src.as_ptr(), src_stride, dst.as_mut_ptr(), dst_stride)
-        };
-    }
-    transpose_portable(src, src_stride, dst, dst_stride);
+    transpose_rows(
+        src,
+        &std::array::from_fn(|i| i * src_stride),
+        dst,
+        dst_stride,
+    );
 }
 
-/// [`transpose_block`] one value at a time.
-fn transpose_portable(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
-    for i in 0..BLOCK {
+/// [`transpose_block`] with each source row wherever it is: row `i` is
+/// `src[starts[i]..][..16]` (the rows of a gathered matrix).
+pub(crate) fn transpose_rows(
+    src: &[f32],
+    starts: &[usize; BLOCK],
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    transpose_with(Isa::detected(), src, starts, dst, dst_stride);
+}
+
+/// [`transpose_rows`] with the given instruction set (which the CPU must support).
+fn transpose_with(isa: Isa, src: &[f32], starts: &[usize; BLOCK], dst: &mut [f32], ds: usize) {
+    assert!(starts.iter().all(|&s| s + BLOCK <= src.len()) && dst.len() >= 15 * ds + BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let rows = starts.map(|s| src[s..].as_ptr());
+        match isa {
+            // SAFETY: the CPU supports `isa`; every row and the output were checked above.
+            Isa::Avx512 => return unsafe { avx512::transpose16(rows, dst.as_mut_ptr(), ds) },
+            // SAFETY: as above.
+            Isa::Avx2Fma => return unsafe { avx2::transpose16(rows, dst.as_mut_ptr(), ds) },
+            Isa::Portable => {}
+        }
+    }
+    for (i, &s) in starts.iter().enumerate() {
         for j in 0..BLOCK {
-            dst[j * dst_stride + i] = src[i * src_stride + j];
+            dst[j * ds + i] = src[s + j];
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{store, Tile, MR, NR};
+    use super::{store, Steps, Tile, MR, NR};
     use std::arch::x86_64::*;
-    use std::sync::OnceLock;
-
-    pub fn available() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
-    }
 
     /// # Safety
-    /// The CPU must support AVX-512F; `t` as in [`super::tile`].
+    /// The CPU must support AVX-512F; `b` and `t` as in [`super::run`].
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile(kc: usize, a: &[f32], b: &[f32], t: &Tile) {
+    pub unsafe fn tile<S: Steps>(kc: usize, a: &[f32], b: S, t: &Tile) {
         let mut acc = [_mm512_setzero_ps(); MR];
-        for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
-            // SAFETY: `bk` holds NR = 16 values: one unaligned load.
-            let bk = unsafe { _mm512_loadu_ps(bk.as_ptr()) };
+        for (k, ak) in a.chunks_exact(MR).take(kc).enumerate() {
+            // SAFETY: `k < kc`: 16 readable values (the caller's contract).
+            let bk = unsafe { _mm512_loadu_ps(b.row(k)) };
             for (acc_i, &ai) in acc.iter_mut().zip(ak) {
                 *acc_i = _mm512_fmadd_ps(_mm512_set1_ps(ai), bk, *acc_i);
             }
         }
-        if t.rows == MR && t.cols == NR && t.col_stride == 1 {
+        if t.is_full() {
             let (alpha, beta) = (_mm512_set1_ps(t.alpha), _mm512_set1_ps(t.beta));
             for (i, &v) in acc.iter().enumerate() {
                 // SAFETY: a full tile with unit column stride: the 16 values of row i lie
@@ -163,17 +303,11 @@ mod avx512 {
     /// across registers (two rounds of `shuffle_f32x4`).
     ///
     /// # Safety
-    /// AVX-512F; 16 rows of 16 values readable at `src` and writable at `dst`.
+    /// AVX-512F; 16 values readable at each of `rows` and 16 rows of 16 writable at `dst`.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn transpose16(
-        src: *const f32,
-        src_stride: usize,
-        dst: *mut f32,
-        dst_stride: usize,
-    ) {
-        // SAFETY: the caller guarantees 16 readable rows of 16 values.
-        let r: [__m512; 16] =
-            std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
+    pub unsafe fn transpose16(rows: [*const f32; 16], dst: *mut f32, dst_stride: usize) {
+        // SAFETY: the caller guarantees 16 readable values in each row.
+        let r: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(rows[i]) });
         // Pairs of rows interleaved: t[2i], t[2i+1] = lo, hi of (r[2i], r[2i+1]).
         let t: [__m512; 16] = std::array::from_fn(|i| {
             let (a, b) = (r[i & !1], r[i | 1]);
@@ -217,6 +351,141 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{store, Steps, Tile, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// The strip in three passes of [`rows`]: 6, 6 and 4 rows of the tile, each keeping its
+    /// `R × 16` accumulators (two registers per row) in registers over all `kc` steps.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `b` and `t` as in [`super::run`].
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile<S: Steps>(kc: usize, a: &[f32], b: S, t: &Tile) {
+        let mut spill = [[0.0f32; NR]; MR];
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            rows::<6, S>(kc, a, 0, b, t, &mut spill);
+            rows::<6, S>(kc, a, 6, b, t, &mut spill);
+            rows::<4, S>(kc, a, 12, b, t, &mut spill);
+            if !t.is_full() {
+                store(&spill, t);
+            }
+        }
+    }
+
+    /// Rows `r0..r0 + R` of the tile: written to `C` if the tile is full, else to `spill`.
+    ///
+    /// # Safety
+    /// As [`tile`].
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn rows<const R: usize, S: Steps>(
+        kc: usize,
+        a: &[f32],
+        r0: usize,
+        b: S,
+        t: &Tile,
+        spill: &mut [[f32; NR]; MR],
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for (k, ak) in a.chunks_exact(MR).take(kc).enumerate() {
+            // SAFETY: `k < kc`: 16 readable values (the caller's contract).
+            let (b0, b1) = unsafe {
+                let bk = b.row(k);
+                (_mm256_loadu_ps(bk), _mm256_loadu_ps(bk.add(8)))
+            };
+            for (acc_r, &ar) in acc.iter_mut().zip(&ak[r0..r0 + R]) {
+                let ar = _mm256_set1_ps(ar);
+                acc_r[0] = _mm256_fmadd_ps(ar, b0, acc_r[0]);
+                acc_r[1] = _mm256_fmadd_ps(ar, b1, acc_r[1]);
+            }
+        }
+        if !t.is_full() {
+            for (row, v) in spill[r0..r0 + R].iter_mut().zip(&acc) {
+                // SAFETY: each row of `spill` holds 16 values.
+                unsafe {
+                    _mm256_storeu_ps(row.as_mut_ptr(), v[0]);
+                    _mm256_storeu_ps(row.as_mut_ptr().add(8), v[1]);
+                }
+            }
+            return;
+        }
+        let (alpha, beta) = (_mm256_set1_ps(t.alpha), _mm256_set1_ps(t.beta));
+        for (r, v) in acc.iter().enumerate() {
+            for (half, &v) in v.iter().enumerate() {
+                // SAFETY: a full tile with unit column stride: the 8 values at column
+                // 8·half of row r0 + r lie inside the caller's tile.
+                unsafe {
+                    let c = t.c.add((r0 + r) * t.row_stride + 8 * half);
+                    let out = if t.beta == 0.0 {
+                        _mm256_mul_ps(alpha, v)
+                    } else {
+                        _mm256_fmadd_ps(alpha, v, _mm256_mul_ps(beta, _mm256_loadu_ps(c)))
+                    };
+                    _mm256_storeu_ps(c, out);
+                }
+            }
+        }
+    }
+
+    /// The 16 × 16 transpose as four 8 × 8 ones ([`transpose8`]).
+    ///
+    /// # Safety
+    /// AVX2; 16 values readable at each of `rows` and 16 rows of 16 writable at `dst`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn transpose16(rows: [*const f32; 16], dst: *mut f32, dst_stride: usize) {
+        for (bi, half) in rows.chunks_exact(8).enumerate() {
+            for bj in 0..2 {
+                let src: [*const f32; 8] = std::array::from_fn(|i| half[i].wrapping_add(8 * bj));
+                // SAFETY: columns 8·bj.. of rows 8·bi.. go to rows 8·bj.., columns 8·bi..;
+                // all inside the extents the caller vouched for.
+                unsafe { transpose8(src, dst.add(8 * bj * dst_stride + 8 * bi), dst_stride) };
+            }
+        }
+    }
+
+    /// An 8 × 8 transpose in registers: pairs of rows interleaved, then pairs of pairs, then
+    /// the 128-bit halves swapped across registers.
+    ///
+    /// # Safety
+    /// AVX2; 8 values readable at each of `src` and 8 rows of 8 writable at `dst`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn transpose8(src: [*const f32; 8], dst: *mut f32, dst_stride: usize) {
+        // SAFETY: the caller guarantees 8 readable values in each row.
+        let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src[i]) });
+        let t: [__m256; 8] = std::array::from_fn(|i| {
+            let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_ps(a, b)
+            } else {
+                _mm256_unpackhi_ps(a, b)
+            }
+        });
+        // s[4g + c] holds column c (of each 128-bit half) of rows 4g..4g+4.
+        let s: [__m256; 8] = std::array::from_fn(|i| {
+            let (g, c) = (i / 4, i % 4);
+            let (a, b) = (t[4 * g + c / 2], t[4 * g + 2 + c / 2]);
+            if c % 2 == 0 {
+                _mm256_shuffle_ps::<0x44>(a, b)
+            } else {
+                _mm256_shuffle_ps::<0xEE>(a, b)
+            }
+        });
+        for c in 0..4 {
+            let lo = _mm256_permute2f128_ps::<0x20>(s[c], s[4 + c]);
+            let hi = _mm256_permute2f128_ps::<0x31>(s[c], s[4 + c]);
+            // SAFETY: the caller guarantees 8 writable rows of 8 values.
+            unsafe {
+                _mm256_storeu_ps(dst.add(c * dst_stride), lo);
+                _mm256_storeu_ps(dst.add((4 + c) * dst_stride), hi);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,16 +496,20 @@ mod tests {
             .collect()
     }
 
-    /// Runs `kernel` on a strip of `kc` steps into a `rows × cols` tile of a strided C full of
-    /// ones, with α = 2 and the given β, and checks it against the naive sum.
-    fn check_kernel(
-        kernel: impl Fn(usize, &[f32], &[f32], &Tile),
-        beta: f32,
-        rows: usize,
-        cols: usize,
-    ) {
+    /// Runs the `isa` kernel on a strip of `kc` steps (packed, or gathered with each step at
+    /// its own scattered offset) into a `rows × cols` tile of a strided C full of ones, with
+    /// α = 2 and the given β, and checks it against the naive sum.
+    fn check_kernel(isa: Isa, gathered: bool, beta: f32, rows: usize, cols: usize) {
         let kc = 37;
-        let (a, b) = (values(kc * MR, 1), values(kc * NR, 2));
+        let a = values(kc * MR, 1);
+        // Step k's values sit at offsets[k] in `source` (in order when packed).
+        let offsets: Vec<usize> = if gathered {
+            (0..kc).map(|k| (k * 53) % 700 + k % 5).collect()
+        } else {
+            (0..kc).map(|k| k * NR).collect()
+        };
+        let source = values(720, 2);
+        let b_at = |k: usize, j: usize| source[offsets[k] + j];
         let row_stride = NR + 4;
         let mut c = vec![1.0f32; MR * row_stride];
         let tile = Tile {
@@ -248,51 +521,66 @@ mod tests {
             alpha: 2.0,
             beta,
         };
-        kernel(kc, &a, &b, &tile);
+        let b = Gather {
+            base: source.as_ptr(),
+            offsets: &offsets,
+        };
+        // SAFETY: the tile lies inside `c` (checked by the indexing below); every offset is
+        // below 720 − 16; `isa` is one this CPU runs.
+        unsafe {
+            if gathered {
+                run(isa, kc, &a, b, &tile);
+            } else {
+                run(isa, kc, &a, Packed(source.as_ptr()), &tile);
+            }
+        }
         for i in 0..MR {
             for j in 0..row_stride {
                 let got = c[i * row_stride + j];
                 let want = if i < rows && j < cols {
-                    let dot: f32 = (0..kc).map(|k| a[k * MR + i] * b[k * NR + j]).sum();
+                    let dot: f32 = (0..kc).map(|k| a[k * MR + i] * b_at(k, j)).sum();
                     2.0 * dot + beta
                 } else {
                     1.0 // outside the tile: untouched
                 };
-                assert!((got - want).abs() < 1e-4, "({i}, {j}): {got} vs {want}");
+                assert!(
+                    (got - want).abs() < 1e-4,
+                    "{isa:?} gathered {gathered} ({i}, {j}): {got} vs {want}"
+                );
             }
         }
     }
 
-    /// The portable kernel runs only on CPUs without AVX-512, so it is tested here directly.
+    /// Every kernel this CPU runs (the portable one always), packed and gathered, on a full
+    /// tile (vector stores) and an edge tile (through the spill), each β.
     #[test]
-    fn portable_kernel_matches_naive() {
-        for (beta, rows, cols) in [(0.0, MR, NR), (1.0, MR - 3, NR - 5)] {
-            // SAFETY: the tile lies inside `c` (checked by the indexing of `check_kernel`).
-            let kernel =
-                |kc, a: &[f32], b: &[f32], t: &Tile| unsafe { store(&portable(kc, a, b), t) };
-            check_kernel(kernel, beta, rows, cols);
-        }
-    }
-
-    #[test]
-    fn dispatched_kernel_matches_naive() {
-        // A full tile (the vector store) and an edge tile (through the spill), each β.
-        for beta in [0.0, 1.0] {
-            for (rows, cols) in [(MR, NR), (MR - 3, NR - 5)] {
-                // SAFETY: as above.
-                check_kernel(|kc, a, b, t| unsafe { tile(kc, a, b, t) }, beta, rows, cols);
+    fn every_kernel_matches_naive() {
+        for isa in Isa::all_available() {
+            for gathered in [false, true] {
+                for beta in [0.0, 1.0] {
+                    for (rows, cols) in [(MR, NR), (MR - 3, NR - 5)] {
+                        check_kernel(isa, gathered, beta, rows, cols);
+                    }
+                }
             }
         }
     }
 
     #[test]
-    fn both_transposes_match() {
-        let (ss, ds) = (21, 19);
-        let src = values(15 * ss + BLOCK, 3);
-        let (mut fast, mut slow) = (vec![0.0; 15 * ds + BLOCK], vec![0.0; 15 * ds + BLOCK]);
-        transpose_block(&src, ss, &mut fast, ds);
-        transpose_portable(&src, ss, &mut slow, ds);
-        assert_eq!(fast, slow);
-        assert_eq!(slow[3 * ds + 5], src[5 * ss + 3]);
+    fn every_transpose_matches() {
+        let src = values(400, 5);
+        let starts: [usize; BLOCK] = std::array::from_fn(|i| (i * 37) % 300 + i);
+        for isa in Isa::all_available() {
+            let mut got = vec![0.0; 16 * 17];
+            transpose_with(isa, &src, &starts, &mut got, 17);
+            for (i, &s) in starts.iter().enumerate() {
+                for j in 0..BLOCK {
+                    assert_eq!(got[j * 17 + i], src[s + j], "{isa:?} ({i}, {j})");
+                }
+            }
+        }
+        let mut strided = vec![0.0; 16 * 16];
+        transpose_block(&src, 21, &mut strided, 16);
+        assert_eq!(strided[3 * 16 + 5], src[5 * 21 + 3]);
     }
 }

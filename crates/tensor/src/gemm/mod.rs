@@ -96,6 +96,95 @@ impl<'a> MatMut<'a> {
     }
 }
 
+/// Columns of a [`Gathered`] matrix per strip: one micro-kernel tile wide.
+pub const STRIP: usize = 16;
+
+/// A matrix read in place from rows of one buffer, in strips of [`STRIP`] columns: element
+/// `(r, j)` is `data[row_offsets[r] + strip_offsets[j / STRIP] + j % STRIP]`.
+///
+/// A convolution's im2col matrix over a zero-padded image is one: row `r = (ci, ky, kx)` starts
+/// at `ci·plane + ky·wp + kx`, and a strip of 16 output pixels of one row `oy` (from `ox`) at
+/// `oy·wp + ox`. [`gemm_gathered`] reads it straight from the image, so the column matrix is
+/// never written out; [`gemm_gathered_t`] multiplies by its transpose.
+#[derive(Clone, Copy, Debug)]
+pub struct Gathered<'a> {
+    /// The buffer every row is read from.
+    pub data: &'a [f32],
+    /// Where each row starts, before its strip's offset.
+    pub row_offsets: &'a [usize],
+    /// Where each strip of [`STRIP`] columns starts, added to its row's offset.
+    pub strip_offsets: &'a [usize],
+}
+
+impl Gathered<'_> {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.row_offsets.len()
+    }
+
+    /// Number of columns: [`STRIP`] per strip.
+    pub fn cols(&self) -> usize {
+        STRIP * self.strip_offsets.len()
+    }
+
+    /// Element `(r, j)`.
+    pub fn get(&self, r: usize, j: usize) -> f32 {
+        self.data[self.row_offsets[r] + self.strip_offsets[j / STRIP] + j % STRIP]
+    }
+
+    /// The matrix written out, row-major (the OpenBLAS backend multiplies this).
+    pub fn to_dense(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.rows() * self.cols());
+        for &row in self.row_offsets {
+            for &strip in self.strip_offsets {
+                out.extend_from_slice(&self.data[row + strip..][..STRIP]);
+            }
+        }
+        out
+    }
+
+    /// Checks that every strip of every row lies inside `data`, so the kernels may read
+    /// them unchecked.
+    fn check(&self) {
+        let last = |o: &[usize]| o.iter().copied().max().unwrap_or(0);
+        if self.rows() == 0 || self.cols() == 0 {
+            return;
+        }
+        let end = last(self.row_offsets) + last(self.strip_offsets) + STRIP;
+        assert!(
+            end <= self.data.len(),
+            "gemm: gathered matrix reads up to {end} values but its buffer holds only {}",
+            self.data.len()
+        );
+    }
+}
+
+/// `C ← α·A·B + β·C` with `B` read in place ([`Gathered`]), on the calling thread.
+///
+/// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
+pub fn gemm_gathered(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
+    b.check();
+    let (k, n) = (b.rows(), b.cols());
+    check_product(&a, (k, n), &c);
+    #[cfg(not(feature = "openblas"))]
+    blocked::gemm_blocked(alpha, a, blocked::Rhs::Gathered(b), beta, c);
+    #[cfg(feature = "openblas")]
+    gemm_unchecked(alpha, a, MatRef::new(&b.to_dense(), k, n), beta, c);
+}
+
+/// `C ← α·A·Bᵀ + β·C` with `B` read in place ([`Gathered`]), on the calling thread.
+///
+/// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
+pub fn gemm_gathered_t(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
+    b.check();
+    let (n, k) = (b.rows(), b.cols());
+    check_product(&a, (k, n), &c);
+    #[cfg(not(feature = "openblas"))]
+    blocked::gemm_blocked(alpha, a, blocked::Rhs::GatheredT(b), beta, c);
+    #[cfg(feature = "openblas")]
+    gemm_unchecked(alpha, a, MatRef::new(&b.to_dense(), n, k).t(), beta, c);
+}
+
 fn check_extent(len: usize, rows: usize, cols: usize, rs: usize, cs: usize, what: &str) {
     if rows == 0 || cols == 0 {
         return;
@@ -185,18 +274,24 @@ impl SendPtr {
 }
 
 fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut) {
+    check_product(a, (b.rows, b.cols), c);
+    b.check("B");
+}
+
+/// Checks that `A` (`m × k`), a `B` of `b_dims` and `C` fit together and that `A` and `C` lie
+/// inside their buffers.
+fn check_product(a: &MatRef, (b_rows, b_cols): (usize, usize), c: &MatMut) {
     assert!(
-        a.cols == b.rows && c.rows == a.rows && c.cols == b.cols,
+        a.cols == b_rows && c.rows == a.rows && c.cols == b_cols,
         "gemm: cannot multiply A {}×{} by B {}×{} into C {}×{}",
         a.rows,
         a.cols,
-        b.rows,
-        b.cols,
+        b_rows,
+        b_cols,
         c.rows,
         c.cols
     );
     a.check("A");
-    b.check("B");
     check_extent(
         c.data.len(),
         c.rows,
@@ -209,7 +304,7 @@ fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut) {
 
 #[cfg(not(feature = "openblas"))]
 fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
-    blocked::gemm_blocked(alpha, a, b, beta, c);
+    blocked::gemm_blocked(alpha, a, blocked::Rhs::Dense(b), beta, c);
 }
 
 #[cfg(feature = "openblas")]
@@ -392,6 +487,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A gathered `B` (rows at scattered, overlapping offsets, as an im2col matrix has them)
+    /// gives the same product as its dense copy, times `A` and, transposed, for every block
+    /// edge: `k` across KC = 256 and rows that are not a whole strip of lanes.
+    #[test]
+    fn gathered_operands_match_their_dense_copies() {
+        let data = pseudo_random(5000, 9);
+        for &(m, k, strips) in &[(20, 27, 3), (33, 300, 40), (16, 16, 1)] {
+            let rows: Vec<usize> = (0..k).map(|r| (r * 131) % 1700 + r % 3).collect();
+            let strip_offsets: Vec<usize> = (0..strips).map(|s| (s * 71) % 2900).collect();
+            let g = Gathered {
+                data: &data,
+                row_offsets: &rows,
+                strip_offsets: &strip_offsets,
+            };
+            let n = g.cols();
+            let dense = g.to_dense();
+            assert_eq!(dense[(k - 1) * n + n - 1], g.get(k - 1, n - 1));
+            // A · B, B gathered (k × n).
+            let a = pseudo_random(m * k, 10);
+            let a = MatRef::new(&a, m, k);
+            let want = naive(a, MatRef::new(&dense, k, n));
+            let mut c = vec![f32::NAN; m * n];
+            gemm_gathered(1.0, a, g, 0.0, MatMut::new(&mut c, m, n));
+            assert_close(&c, &want, k);
+            // A · Bᵀ, B gathered (k × n): the reduction runs over the strips.
+            let at = pseudo_random(m * n, 11);
+            let at = MatRef::new(&at, m, n);
+            let want = naive(at, MatRef::new(&dense, k, n).t());
+            let mut c = vec![1.0; m * k];
+            gemm_gathered_t(1.0, at, g, 1.0, MatMut::new(&mut c, m, k));
+            let want: Vec<f32> = want.iter().map(|v| v + 1.0).collect();
+            assert_close(&c, &want, n);
+        }
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], k: usize) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() < 1e-4 * (1.0 + w.abs()) * (k as f32).sqrt(),
+                "[{i}]: {g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gathered matrix reads up to 36 values but its buffer holds only 35")]
+    fn gathered_overrun_is_named() {
+        let g = Gathered {
+            data: &[0.0; 35],
+            row_offsets: &[0, 20],
+            strip_offsets: &[0],
+        };
+        gemm_gathered(
+            1.0,
+            MatRef::new(&[0.0; 2], 1, 2),
+            g,
+            0.0,
+            MatMut::new(&mut [0.0; 16], 1, 16),
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@
 
 use std::cell::RefCell;
 
+use crate::gemm::{Gathered, STRIP};
+
 /// Sizes of one 2-D convolution: input `[n, cin, h, w]`, weight `[cout, cin, kh, kw]`,
 /// output `[n, cout, ho, wo]`.
 #[derive(Clone, Copy, Debug)]
@@ -347,6 +349,106 @@ pub(crate) fn pad_plane(g: &Geometry, x: &[f32], xp: &mut [f32]) {
     for (iy, row) in x.chunks_exact(g.w).enumerate() {
         copy_row(&mut xp[(iy + p) * wp + p..][..g.w], row);
     }
+}
+
+/// Copies every channel of an image `x` (`[cin, h, w]`) into its own zero-padded plane of `xp`
+/// (`[cin, padded_h, padded_w]`, [`pad_plane`]).
+pub(crate) fn pad_image(g: &Geometry, x: &[f32], xp: &mut [f32]) {
+    let plane = g.direct_scratch_len();
+    for (x_c, xp_c) in x.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
+        pad_plane(g, x_c, xp_c);
+    }
+}
+
+impl Geometry {
+    /// Whether the column matrix can be read in place from the zero-padded image
+    /// ([`Gathered`](crate::gemm::Gathered)), for the forward and for the input gradient as
+    /// the [`adjoint`](Self::adjoint) convolution: stride 1 with a square kernel, at least two
+    /// input channels (one takes the direct kernels), padding at most `k − 1` (so the adjoint's
+    /// is not negative), and input and output rows in whole strips of 16 pixels.
+    pub fn gathers(&self) -> bool {
+        self.stride == 1
+            && self.kh == self.kw
+            && self.pad < self.kh
+            && !self.is_pointwise()
+            && !self.is_direct()
+            && self.wo.is_multiple_of(STRIP)
+            && self.w.is_multiple_of(STRIP)
+    }
+
+    /// Length of one zero-padded image: `cin` padded planes.
+    pub fn padded_image_len(&self) -> usize {
+        self.cin * self.direct_scratch_len()
+    }
+
+    /// The convolution that computes this one's input gradient (stride 1): with the kernel
+    /// flipped in both axes and its channel axes swapped ([`adjoint_weight`]),
+    /// `dx = conv(dy, W', padding k − 1 − p)`, since
+    /// `dx[ci, y, x] = Σ_{co, ky, kx} W[co, ci, ky, kx] · dy[co, y + p − ky, x + p − kx]`.
+    /// Its input is `dy` (`[n, cout, ho, wo]`), its output `dx` (`[n, cin, h, w]`).
+    pub fn adjoint(&self) -> Geometry {
+        debug_assert!(self.stride == 1 && self.kh == self.kw && self.pad < self.kh);
+        Geometry {
+            cin: self.cout,
+            h: self.ho,
+            w: self.wo,
+            cout: self.cin,
+            pad: self.kh - 1 - self.pad,
+            ho: self.h,
+            wo: self.w,
+            ..*self
+        }
+    }
+
+    /// The offsets that read this convolution's column matrix (`K × P`) in place from one
+    /// zero-padded image ([`pad_image`]): row `(ci, ky, kx)` at `ci·plane + ky·wp + kx`, the
+    /// strip of 16 output pixels from `(oy, ox)` at `oy·wp + ox`.
+    pub fn column_offsets(&self) -> ColumnOffsets {
+        debug_assert!(self.gathers());
+        let (plane, wp) = (self.direct_scratch_len(), self.padded_w());
+        let rows = (0..self.cin)
+            .flat_map(|ci| (0..self.kh).map(move |ky| (ci, ky)))
+            .flat_map(|(ci, ky)| (0..self.kw).map(move |kx| ci * plane + ky * wp + kx))
+            .collect();
+        let strips = (0..self.ho)
+            .flat_map(|oy| (0..self.wo).step_by(STRIP).map(move |ox| oy * wp + ox))
+            .collect();
+        ColumnOffsets { rows, strips }
+    }
+}
+
+/// Row and strip offsets of a convolution's column matrix in its zero-padded image
+/// ([`Geometry::column_offsets`]).
+pub(crate) struct ColumnOffsets {
+    rows: Vec<usize>,
+    strips: Vec<usize>,
+}
+
+impl ColumnOffsets {
+    /// The column matrix of the zero-padded image `xp`.
+    pub fn of<'a>(&'a self, xp: &'a [f32]) -> Gathered<'a> {
+        Gathered {
+            data: xp,
+            row_offsets: &self.rows,
+            strip_offsets: &self.strips,
+        }
+    }
+}
+
+/// The weight of the [`adjoint`](Geometry::adjoint) convolution, `[cin, cout, kh, kw]`:
+/// `W'[ci, co, ky, kx] = W[co, ci, kh − 1 − ky, kw − 1 − kx]`.
+pub(crate) fn adjoint_weight(g: &Geometry, w: &[f32]) -> Vec<f32> {
+    let kk = g.kh * g.kw;
+    let mut wt = vec![0.0; w.len()];
+    for (co, w_co) in w.chunks_exact(g.cin * kk).enumerate() {
+        for (ci, taps) in w_co.chunks_exact(kk).enumerate() {
+            let dst = &mut wt[(ci * g.cout + co) * kk..][..kk];
+            for (d, &v) in dst.iter_mut().zip(taps.iter().rev()) {
+                *d = v;
+            }
+        }
+    }
+    wt
 }
 
 /// Direct forward of a single-channel, stride-1 convolution of one image:

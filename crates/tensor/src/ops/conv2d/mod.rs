@@ -65,10 +65,11 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::pool::{sum_map, unpool2x2_plane};
-use crate::gemm::{gemm, MatMut, MatRef};
+use crate::gemm::{gemm, gemm_gathered, gemm_gathered_t, MatMut, MatRef};
 use crate::tensor::Tensor;
 use cpu_kernel::{
-    col2im_band, copy_row, direct_forward, direct_weight_grad, im2col_band, pad_plane, Geometry,
+    adjoint_weight, col2im_band, copy_row, direct_forward, direct_weight_grad, im2col_band,
+    pad_image, pad_plane, ColumnOffsets, Geometry,
 };
 
 thread_local! {
@@ -211,7 +212,8 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
         return y;
     }
     let nb = g.group_images();
-    let run = |(y_g, x_g): (&mut [f32], &[f32])| forward_group(g, x_g, w, bias, y_g);
+    let cols = g.gathers().then(|| g.column_offsets());
+    let run = |(y_g, x_g): (&mut [f32], &[f32])| forward_group(g, x_g, w, bias, cols.as_ref(), y_g);
     let (y_len, x_len) = (nb * g.out_image(), nb * g.in_image());
     if per_group_tasks(g.n.div_ceil(nb)) {
         y.par_chunks_mut(y_len)
@@ -226,15 +228,23 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
 /// The forward of a group of images `x_g` (`[nb, cin, h, w]`) into `y_g`: one image goes
 /// band by band straight into its output; several share one column matrix
 /// `K × nb·P` and one GEMM into a scratch `Cout × nb·P`, which is then scattered to NCHW with
-/// the bias added on the way.
-fn forward_group(g: &Geometry, x_g: &[f32], w: &[f32], bias: Option<&[f32]>, y_g: &mut [f32]) {
+/// the bias added on the way. `cols` reads the column matrix in place when the geometry
+/// [`gathers`](Geometry::gathers).
+fn forward_group(
+    g: &Geometry,
+    x_g: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    cols: Option<&ColumnOffsets>,
+    y_g: &mut [f32],
+) {
     let nb = y_g.len() / g.out_image();
     if nb == 1 || g.is_direct() {
         for (y_i, x_i) in y_g
             .chunks_exact_mut(g.out_image())
             .zip(x_g.chunks_exact(g.in_image()))
         {
-            forward_image(g, x_i, w, bias, y_i);
+            forward_image(g, x_i, w, bias, cols, y_i);
         }
         return;
     }
@@ -267,8 +277,16 @@ fn forward_group(g: &Geometry, x_g: &[f32], w: &[f32], bias: Option<&[f32]>, y_g
     });
 }
 
-/// One image's forward: `y_i = W · cols(x_i) + b`, band by band.
-fn forward_image(g: &Geometry, x_i: &[f32], w: &[f32], bias: Option<&[f32]>, y_i: &mut [f32]) {
+/// One image's forward: `y_i = W · cols(x_i) + b`, read in place from the zero-padded image
+/// when `cols` is given, otherwise band by band.
+fn forward_image(
+    g: &Geometry,
+    x_i: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    cols: Option<&ColumnOffsets>,
+    y_i: &mut [f32],
+) {
     let (k, p, wo) = (g.k(), g.p(), g.wo);
     if g.is_direct() && !g.is_pointwise() {
         return with_scratch(g.direct_scratch_len(), |xp| {
@@ -290,6 +308,12 @@ fn forward_image(g: &Geometry, x_i: &[f32], w: &[f32], bias: Option<&[f32]>, y_i
     if g.is_pointwise() {
         let x_mat = MatRef::new(x_i, g.cin, p);
         return gemm(1.0, w_mat, x_mat, beta, MatMut::new(y_i, g.cout, p));
+    }
+    if let Some(cols) = cols {
+        return with_scratch(g.padded_image_len(), |xp| {
+            pad_image(g, x_i, xp);
+            gemm_gathered(1.0, w_mat, cols.of(xp), beta, MatMut::new(y_i, g.cout, p));
+        });
     }
     let band_rows = g.band_rows();
     with_scratch(g.band_len(), |cols| {
@@ -400,6 +424,32 @@ impl Accum {
 
 type Grads = (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>);
 
+/// What the backward of a convolution that [`gathers`](Geometry::gathers) reads in place: the
+/// forward's column matrix (for the weight gradient) and the adjoint convolution's, with its
+/// weight (for the input gradient, `dx = conv(dy, W')`, with no col2im).
+struct Gathering {
+    cols: ColumnOffsets,
+    adjoint: Geometry,
+    adjoint_cols: ColumnOffsets,
+    adjoint_w: Vec<f32>,
+}
+
+impl Gathering {
+    fn new(g: &Geometry, w: &[f32], need_x: bool) -> Gathering {
+        let adjoint = g.adjoint();
+        Gathering {
+            cols: g.column_offsets(),
+            adjoint,
+            adjoint_cols: adjoint.column_offsets(),
+            adjoint_w: if need_x {
+                adjoint_weight(g, w)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
 /// Gradients of the input, weight and bias (each only if needed) for the whole batch, one
 /// group of images at a time; with enough groups they run as rayon tasks, each with its own
 /// weight-gradient accumulator (at most two per thread), summed at the end.
@@ -414,6 +464,7 @@ fn backward(
 ) -> Grads {
     let nb = g.group_images();
     let groups = g.n.div_ceil(nb);
+    let gathering = g.gathers().then(|| Gathering::new(g, w, need_x));
     let mut dx = need_x.then(|| vec![0.0; g.n * g.in_image()]);
     let dx_parts: Vec<Option<&mut [f32]>> = match dx.as_mut() {
         Some(d) => d.chunks_mut((nb * g.in_image()).max(1)).map(Some).collect(),
@@ -423,7 +474,7 @@ fn backward(
         let (i0, i1) = (gi * nb, ((gi + 1) * nb).min(g.n));
         let x_g = &x[i0 * g.in_image()..i1 * g.in_image()];
         dy.of_images(g, i0, i1, |dy_g| {
-            backward_group(g, x_g, w, dy_g, dx_g, &mut acc, need_w)
+            backward_group(g, x_g, w, gathering.as_ref(), dy_g, dx_g, &mut acc, need_w)
         });
         acc
     };
@@ -454,10 +505,12 @@ fn backward(
 /// matrix `dY`, then `dW += dY·colsᵀ` and `dcols = Wᵀ·dY` are one GEMM each over the
 /// group's shared column matrix (reused for `dcols` once `dW` is done), and col2im scatters
 /// each image's columns back onto its input gradient.
+#[allow(clippy::too_many_arguments)]
 fn backward_group(
     g: &Geometry,
     x_g: &[f32],
     w: &[f32],
+    gathering: Option<&Gathering>,
     dy_g: &[f32],
     dx_g: Option<&mut [f32]>,
     acc: &mut Accum,
@@ -472,7 +525,7 @@ fn backward_group(
             .zip(dy_g.chunks_exact(g.out_image()))
         {
             let dx_i = dx_parts.as_mut().and_then(|d| d.next());
-            backward_image(g, x_i, w, dy_i, dx_i, acc, need_w);
+            backward_image(g, x_i, w, gathering, dy_i, dx_i, acc, need_w);
         }
         return;
     }
@@ -520,11 +573,14 @@ fn backward_group(
     });
 }
 
-/// One image's contribution: `dW += dY·colsᵀ`, `db += Σ dY`, `dx_i = col2im(Wᵀ·dY)`.
+/// One image's contribution: `dW += dY·colsᵀ`, `db += Σ dY`, `dx_i = col2im(Wᵀ·dY)` (or,
+/// given a [`Gathering`], `dx_i = W'·cols'(dY)`, both column matrices read in place).
+#[allow(clippy::too_many_arguments)]
 fn backward_image(
     g: &Geometry,
     x_i: &[f32],
     w: &[f32],
+    gathering: Option<&Gathering>,
     dy_i: &[f32],
     dx_i: Option<&mut [f32]>,
     acc: &mut Accum,
@@ -533,6 +589,26 @@ fn backward_image(
     let (k, p) = (g.k(), g.p());
     for (db, row) in acc.db.iter_mut().zip(dy_i.chunks_exact(p)) {
         *db += sum_map(row, |v| v);
+    }
+    if let Some(gt) = gathering {
+        let dy_mat = MatRef::new(dy_i, g.cout, p);
+        if need_w {
+            with_scratch(g.padded_image_len(), |xp| {
+                pad_image(g, x_i, xp);
+                let dw = MatMut::new(&mut acc.dw, g.cout, k);
+                gemm_gathered_t(1.0, dy_mat, gt.cols.of(xp), 1.0, dw);
+            });
+        }
+        if let Some(dx_i) = dx_i {
+            let adj = &gt.adjoint;
+            with_scratch(adj.padded_image_len(), |dyp| {
+                pad_image(adj, dy_i, dyp);
+                let w_adj = MatRef::new(&gt.adjoint_w, adj.cout, adj.k());
+                let dx = MatMut::new(dx_i, adj.cout, adj.p());
+                gemm_gathered(1.0, w_adj, gt.adjoint_cols.of(dyp), 0.0, dx);
+            });
+        }
+        return;
     }
     let w_mat = MatRef::new(w, g.cout, k);
     if g.is_pointwise() {

@@ -80,7 +80,7 @@ fn forward_pooled(
         OUTPUT_SCRATCH.with(|s| {
             let mut conv = s.borrow_mut();
             conv.resize(x_g.len() / g.in_image() * g.out_image(), 0.0);
-            forward_group(g, x_g, w, bias, &mut conv);
+            forward_group(g, x_g, w, bias, None, &mut conv);
             let outputs = y_g
                 .chunks_exact_mut(pooled)
                 .zip(codes_g.chunks_exact_mut(pooled));

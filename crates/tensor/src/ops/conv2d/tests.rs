@@ -40,6 +40,11 @@ fn gradcheck_single_image_runs_the_serial_path() {
 }
 
 #[test]
+fn gradcheck_rows_of_whole_strips_read_in_place() {
+    check(&[2, 2, 3, 16], &[3, 2, 3, 3], true, 1, 1);
+}
+
+#[test]
 fn gradcheck_pointwise_1x1() {
     check(&[3, 4, 4, 5], &[3, 4, 1, 1], true, 1, 0);
 }
@@ -139,6 +144,15 @@ fn kernels_match_naive_reference() {
         ([1, 32, 40, 40], [32, 32, 3, 3], 1, 1),
         // One group of small images: the GEMM splits its rows.
         ([5, 128, 4, 4], [128, 128, 3, 3], 1, 1),
+        // Rows in whole 16-pixel strips: the column matrices (of the forward and of the
+        // adjoint convolution behind the input gradient) are read in place from the padded
+        // image; K = 27 leaves a partial strip of taps, 5×5 with padding 2 a wider border,
+        // 3×3 with padding 0 a smaller output (wo = 16 from w = 18 does not gather).
+        ([3, 24, 16, 32], [20, 24, 3, 3], 1, 1),
+        ([2, 3, 16, 16], [5, 3, 3, 3], 1, 1),
+        ([2, 4, 16, 16], [3, 4, 5, 5], 1, 2),
+        ([2, 4, 18, 18], [3, 4, 3, 3], 1, 0),
+        ([1, 6, 16, 16], [7, 6, 3, 3], 1, 1),
     ] {
         let (x, w, b) = (
             rand(&xs, 4).set_requires_grad(true),
