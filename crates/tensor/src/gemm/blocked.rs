@@ -127,10 +127,11 @@ impl Rhs<'_> {
 
 /// [`pack_strips`] for the transpose of a gathered matrix `g`: lanes are rows `l0..l0 + lanes`
 /// of `g`, steps are its columns `k0..k0 + kc`. Whole 16 × 16 blocks (16 rows, one strip of
-/// columns) are transposed in registers straight from the rows' addresses; the rest, copied
-/// one value at a time.
+/// columns) are transposed in registers, straight from the rows' addresses when a strip is one
+/// run, else after copying its runs together; the rest is copied one value at a time.
 fn pack_gathered_t(g: Gathered, l0: usize, lanes: usize, k0: usize, kc: usize, out: &mut [f32]) {
     const W: usize = NR;
+    let mut block = [0.0f32; BLOCK * BLOCK];
     for (s, strip) in out[..lanes.div_ceil(W) * kc * W]
         .chunks_exact_mut(kc * W)
         .enumerate()
@@ -143,8 +144,19 @@ fn pack_gathered_t(g: Gathered, l0: usize, lanes: usize, k0: usize, kc: usize, o
             let rows = &g.row_offsets[first..first + W];
             for k in (0..done).step_by(STRIP) {
                 let at = g.strip_offsets[(k0 + k) / STRIP];
-                let starts: [usize; BLOCK] = std::array::from_fn(|i| rows[i] + at);
-                transpose_rows(g.data, &starts, &mut strip[k * W..], W);
+                let dst = &mut strip[k * W..];
+                if g.seg == STRIP {
+                    let starts: [usize; BLOCK] = std::array::from_fn(|i| rows[i] + at);
+                    transpose_rows(g.data, &starts, dst, W);
+                    continue;
+                }
+                for (row, &r) in block.chunks_exact_mut(BLOCK).zip(rows) {
+                    for (run, dst) in row.chunks_exact_mut(g.seg).enumerate() {
+                        let src = r + at + run * g.seg_stride;
+                        dst.copy_from_slice(&g.data[src..src + g.seg]);
+                    }
+                }
+                transpose_block(&block, BLOCK, dst, W);
             }
         }
         for k in done..kc {
@@ -213,8 +225,8 @@ pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: MatMut) 
                                     kernel::tile_gathered(
                                         kc,
                                         a_strip,
-                                        strip,
-                                        &g.row_offsets[k0..k0 + kc],
+                                        (strip, &g.row_offsets[k0..k0 + kc]),
+                                        (g.seg, g.seg_stride),
                                         &tile,
                                     )
                                 },

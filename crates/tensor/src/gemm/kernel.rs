@@ -86,40 +86,74 @@ impl Tile {
     }
 }
 
-/// Where the kernel finds the `NR` values of `B` for each reduction step.
+/// Where the kernel finds the `NR` values of `B` for each reduction step: `NR / SEG` runs of
+/// `SEG` contiguous values, `seg_stride` apart, the first at `row(k)`.
 trait Steps: Copy {
-    /// The start of step `k`'s `NR` values.
+    /// Length of each contiguous run (16, 8 or 4).
+    const SEG: usize;
+
+    /// The start of step `k`'s first run.
     ///
     /// # Safety
     /// `k` must be below the strip's `kc`.
     unsafe fn row(self, k: usize) -> *const f32;
+
+    /// The distance between the runs of one step.
+    fn seg_stride(self) -> usize;
+
+    /// Step `k`'s values, one at a time (the portable kernel).
+    ///
+    /// # Safety
+    /// As [`row`](Self::row), and the runs must be readable.
+    #[inline(always)]
+    unsafe fn values(self, k: usize) -> [f32; NR] {
+        // SAFETY: the caller's contract.
+        let p = unsafe { self.row(k) };
+        std::array::from_fn(|j| unsafe {
+            *p.add(j / Self::SEG * self.seg_stride() + j % Self::SEG)
+        })
+    }
 }
 
-/// A packed strip: step `k` at `k·NR`.
+/// A packed strip: step `k` at `k·NR`, in one run.
 #[derive(Clone, Copy)]
 struct Packed(*const f32);
 
 impl Steps for Packed {
+    const SEG: usize = NR;
+
     #[inline(always)]
     unsafe fn row(self, k: usize) -> *const f32 {
         // SAFETY: the caller keeps `k < kc`; the strip holds `kc·NR` values.
         unsafe { self.0.add(k * NR) }
     }
+
+    fn seg_stride(self) -> usize {
+        NR
+    }
 }
 
-/// A gathered strip: step `k` at `offsets[k]`.
+/// A gathered strip: step `k` at `offsets[k]`, in runs of `SEG`.
 #[derive(Clone, Copy)]
-struct Gather<'a> {
+struct Gather<'a, const SEG: usize> {
     base: *const f32,
     offsets: &'a [usize],
+    seg_stride: usize,
 }
 
-impl Steps for Gather<'_> {
+impl<const SEG: usize> Steps for Gather<'_, SEG> {
+    const SEG: usize = SEG;
+
     #[inline(always)]
     unsafe fn row(self, k: usize) -> *const f32 {
-        // SAFETY: the caller keeps `k < kc ≤ offsets.len()`, and vouched that `NR` values are
+        // SAFETY: the caller keeps `k < kc ≤ offsets.len()`, and vouched that the runs are
         // readable at every offset.
         unsafe { self.base.add(*self.offsets.get_unchecked(k)) }
+    }
+
+    #[inline(always)]
+    fn seg_stride(self) -> usize {
+        self.seg_stride
     }
 }
 
@@ -135,23 +169,65 @@ pub(crate) unsafe fn tile(kc: usize, a: &[f32], b: &[f32], tile: &Tile) {
     unsafe { run(Isa::detected(), kc, a, Packed(b.as_ptr()), tile) }
 }
 
-/// [`tile`] with `B` read in place: step `k` of the strip is the `NR` values at
-/// `b + offsets[k]` (a gathered matrix, [`Gathered`](super::Gathered)), so nothing is packed.
+/// [`tile`] with `B` read in place: step `k` of the strip is `NR / seg` runs of `seg` values
+/// (16, 8 or 4), `seg_stride` apart, the first at `b + offsets[k]` (a gathered matrix,
+/// [`Gathered`](super::Gathered)), so nothing is packed.
 ///
 /// # Safety
-/// As [`tile`]; and `NR` values must be readable at `b + offsets[k]` for every `k < kc`.
+/// As [`tile`]; and the runs must be readable for every `k < kc`.
 #[inline]
 pub(crate) unsafe fn tile_gathered(
     kc: usize,
     a: &[f32],
-    b: *const f32,
-    offsets: &[usize],
+    (b, offsets): (*const f32, &[usize]),
+    (seg, seg_stride): (usize, usize),
     tile: &Tile,
 ) {
     assert!(a.len() >= kc * MR && offsets.len() >= kc);
-    let b = Gather { base: b, offsets };
-    // SAFETY: the caller's contract.
-    unsafe { run(Isa::detected(), kc, a, b, tile) }
+    let isa = Isa::detected();
+    // SAFETY (of each arm): the caller's contract.
+    match seg {
+        16 => unsafe {
+            run(
+                isa,
+                kc,
+                a,
+                Gather::<16> {
+                    base: b,
+                    offsets,
+                    seg_stride,
+                },
+                tile,
+            )
+        },
+        8 => unsafe {
+            run(
+                isa,
+                kc,
+                a,
+                Gather::<8> {
+                    base: b,
+                    offsets,
+                    seg_stride,
+                },
+                tile,
+            )
+        },
+        4 => unsafe {
+            run(
+                isa,
+                kc,
+                a,
+                Gather::<4> {
+                    base: b,
+                    offsets,
+                    seg_stride,
+                },
+                tile,
+            )
+        },
+        _ => panic!("gemm: gathered runs of {seg} values (16, 8 or 4 are supported)"),
+    }
 }
 
 /// The kernel for `isa` (which the CPU must support).
@@ -178,9 +254,9 @@ unsafe fn portable<S: Steps>(kc: usize, a: &[f32], b: S) -> [[f32; NR]; MR] {
     let mut acc = [[0.0f32; NR]; MR];
     for (k, ak) in a.chunks_exact(MR).take(kc).enumerate() {
         // SAFETY: the caller's contract.
-        let bk = unsafe { &*(b.row(k) as *const [f32; NR]) };
+        let bk = unsafe { b.values(k) };
         for (row, &ai) in acc.iter_mut().zip(ak) {
-            for (c, &bj) in row.iter_mut().zip(bk) {
+            for (c, bj) in row.iter_mut().zip(bk) {
                 *c += ai * bj;
             }
         }
@@ -266,8 +342,8 @@ mod avx512 {
     pub unsafe fn tile<S: Steps>(kc: usize, a: &[f32], b: S, t: &Tile) {
         let mut acc = [_mm512_setzero_ps(); MR];
         for (k, ak) in a.chunks_exact(MR).take(kc).enumerate() {
-            // SAFETY: `k < kc`: 16 readable values (the caller's contract).
-            let bk = unsafe { _mm512_loadu_ps(b.row(k)) };
+            // SAFETY: `k < kc`: the step's runs are readable (the caller's contract).
+            let bk = unsafe { load(b, k) };
             for (acc_i, &ai) in acc.iter_mut().zip(ak) {
                 *acc_i = _mm512_fmadd_ps(_mm512_set1_ps(ai), bk, *acc_i);
             }
@@ -296,6 +372,34 @@ mod avx512 {
         }
         // SAFETY: the caller's contract.
         unsafe { store(&spill, t) }
+    }
+
+    /// Step `k`'s 16 values of `B` in one register, from one run or from two of 8 or four of 4.
+    ///
+    /// # Safety
+    /// AVX-512F; the step's runs must be readable.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load<S: Steps>(b: S, k: usize) -> __m512 {
+        let s = b.seg_stride();
+        // SAFETY: the caller's contract.
+        unsafe {
+            let p = b.row(k);
+            match S::SEG {
+                16 => _mm512_loadu_ps(p),
+                8 => {
+                    let lo = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(p)));
+                    let hi = _mm256_castps_pd(_mm256_loadu_ps(p.add(s)));
+                    _mm512_castpd_ps(_mm512_insertf64x4::<1>(lo, hi))
+                }
+                _ => {
+                    let v = _mm512_castps128_ps512(_mm_loadu_ps(p));
+                    let v = _mm512_insertf32x4::<1>(v, _mm_loadu_ps(p.add(s)));
+                    let v = _mm512_insertf32x4::<2>(v, _mm_loadu_ps(p.add(2 * s)));
+                    _mm512_insertf32x4::<3>(v, _mm_loadu_ps(p.add(3 * s)))
+                }
+            }
+        }
     }
 
     /// The 16 × 16 transpose of [`super::transpose_block`] in registers: 4 × 4 transposes
@@ -391,11 +495,8 @@ mod avx2 {
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (k, ak) in a.chunks_exact(MR).take(kc).enumerate() {
-            // SAFETY: `k < kc`: 16 readable values (the caller's contract).
-            let (b0, b1) = unsafe {
-                let bk = b.row(k);
-                (_mm256_loadu_ps(bk), _mm256_loadu_ps(bk.add(8)))
-            };
+            // SAFETY: `k < kc`: the step's runs are readable (the caller's contract).
+            let (b0, b1) = unsafe { load(b, k) };
             for (acc_r, &ar) in acc.iter_mut().zip(&ak[r0..r0 + R]) {
                 let ar = _mm256_set1_ps(ar);
                 acc_r[0] = _mm256_fmadd_ps(ar, b0, acc_r[0]);
@@ -426,6 +527,28 @@ mod avx2 {
                     };
                     _mm256_storeu_ps(c, out);
                 }
+            }
+        }
+    }
+
+    /// Step `k`'s 16 values of `B` in two registers, from one run or from two of 8 or four of 4.
+    ///
+    /// # Safety
+    /// AVX2; the step's runs must be readable.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn load<S: Steps>(b: S, k: usize) -> (__m256, __m256) {
+        let s = b.seg_stride();
+        // SAFETY: the caller's contract.
+        unsafe {
+            let p = b.row(k);
+            match S::SEG {
+                16 => (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))),
+                8 => (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(s))),
+                _ => (
+                    _mm256_loadu2_m128(p.add(s), p),
+                    _mm256_loadu2_m128(p.add(3 * s), p.add(2 * s)),
+                ),
             }
         }
     }
@@ -497,19 +620,18 @@ mod tests {
     }
 
     /// Runs the `isa` kernel on a strip of `kc` steps (packed, or gathered with each step at
-    /// its own scattered offset) into a `rows × cols` tile of a strided C full of ones, with
-    /// α = 2 and the given β, and checks it against the naive sum.
-    fn check_kernel(isa: Isa, gathered: bool, beta: f32, rows: usize, cols: usize) {
+    /// its own scattered offset in runs of `seg`) into a `rows × cols` tile of a strided C full
+    /// of ones, with α = 2 and the given β, and checks it against the naive sum.
+    fn check_kernel(isa: Isa, seg: Option<usize>, beta: f32, rows: usize, cols: usize) {
         let kc = 37;
         let a = values(kc * MR, 1);
-        // Step k's values sit at offsets[k] in `source` (in order when packed).
-        let offsets: Vec<usize> = if gathered {
-            (0..kc).map(|k| (k * 53) % 700 + k % 5).collect()
-        } else {
-            (0..kc).map(|k| k * NR).collect()
+        // Step k's runs start at offsets[k] in `source`, `ss` apart (in order when packed).
+        let (offsets, ss, run_len): (Vec<usize>, usize, usize) = match seg {
+            Some(seg) => ((0..kc).map(|k| (k * 53) % 600 + k % 5).collect(), 23, seg),
+            None => ((0..kc).map(|k| k * NR).collect(), NR, NR),
         };
         let source = values(720, 2);
-        let b_at = |k: usize, j: usize| source[offsets[k] + j];
+        let b_at = |k: usize, j: usize| source[offsets[k] + j / run_len * ss + j % run_len];
         let row_stride = NR + 4;
         let mut c = vec![1.0f32; MR * row_stride];
         let tile = Tile {
@@ -521,17 +643,46 @@ mod tests {
             alpha: 2.0,
             beta,
         };
-        let b = Gather {
-            base: source.as_ptr(),
-            offsets: &offsets,
-        };
-        // SAFETY: the tile lies inside `c` (checked by the indexing below); every offset is
-        // below 720 − 16; `isa` is one this CPU runs.
+        let base = source.as_ptr();
+        let offsets_ref = &offsets[..];
+        // SAFETY: the tile lies inside `c` (checked by the indexing below); every run lies
+        // below 600 + 5 + 3·23 + 16 < 720; `isa` is one this CPU runs.
         unsafe {
-            if gathered {
-                run(isa, kc, &a, b, &tile);
-            } else {
-                run(isa, kc, &a, Packed(source.as_ptr()), &tile);
+            match seg {
+                None => run(isa, kc, &a, Packed(base), &tile),
+                Some(16) => run(
+                    isa,
+                    kc,
+                    &a,
+                    Gather::<16> {
+                        base,
+                        offsets: offsets_ref,
+                        seg_stride: ss,
+                    },
+                    &tile,
+                ),
+                Some(8) => run(
+                    isa,
+                    kc,
+                    &a,
+                    Gather::<8> {
+                        base,
+                        offsets: offsets_ref,
+                        seg_stride: ss,
+                    },
+                    &tile,
+                ),
+                Some(_) => run(
+                    isa,
+                    kc,
+                    &a,
+                    Gather::<4> {
+                        base,
+                        offsets: offsets_ref,
+                        seg_stride: ss,
+                    },
+                    &tile,
+                ),
             }
         }
         for i in 0..MR {
@@ -545,21 +696,21 @@ mod tests {
                 };
                 assert!(
                     (got - want).abs() < 1e-4,
-                    "{isa:?} gathered {gathered} ({i}, {j}): {got} vs {want}"
+                    "{isa:?} runs {seg:?} ({i}, {j}): {got} vs {want}"
                 );
             }
         }
     }
 
-    /// Every kernel this CPU runs (the portable one always), packed and gathered, on a full
-    /// tile (vector stores) and an edge tile (through the spill), each β.
+    /// Every kernel this CPU runs (the portable one always), packed and gathered in runs of
+    /// 16, 8 and 4, on a full tile (vector stores) and an edge tile (through the spill), each β.
     #[test]
     fn every_kernel_matches_naive() {
         for isa in Isa::all_available() {
-            for gathered in [false, true] {
+            for seg in [None, Some(16), Some(8), Some(4)] {
                 for beta in [0.0, 1.0] {
                     for (rows, cols) in [(MR, NR), (MR - 3, NR - 5)] {
-                        check_kernel(isa, gathered, beta, rows, cols);
+                        check_kernel(isa, seg, beta, rows, cols);
                     }
                 }
             }

@@ -99,13 +99,17 @@ impl<'a> MatMut<'a> {
 /// Columns of a [`Gathered`] matrix per strip: one micro-kernel tile wide.
 pub const STRIP: usize = 16;
 
-/// A matrix read in place from rows of one buffer, in strips of [`STRIP`] columns: element
-/// `(r, j)` is `data[row_offsets[r] + strip_offsets[j / STRIP] + j % STRIP]`.
+/// A matrix read in place from rows of one buffer, in strips of [`STRIP`] columns, each strip
+/// of a row made of `STRIP / seg` runs of `seg` contiguous values, `seg_stride` apart:
+/// element `(r, j)` is
+/// `data[row_offsets[r] + strip_offsets[j / STRIP] + (j % STRIP / seg)·seg_stride + j % seg]`.
 ///
 /// A convolution's im2col matrix over a zero-padded image is one: row `r = (ci, ky, kx)` starts
-/// at `ci·plane + ky·wp + kx`, and a strip of 16 output pixels of one row `oy` (from `ox`) at
-/// `oy·wp + ox`. [`gemm_gathered`] reads it straight from the image, so the column matrix is
-/// never written out; [`gemm_gathered_t`] multiplies by its transpose.
+/// at `ci·plane + ky·wp + kx`, and a strip of 16 output pixels at its first pixel `oy·wp + ox`:
+/// one run along an output row of 16 or more pixels, or 2 runs of 8 (4 of 4) across the
+/// rows of an 8 (4) pixels wide output, `wp` apart. [`gemm_gathered`] reads it straight from
+/// the image, so the column matrix is never written out; [`gemm_gathered_t`] multiplies by its
+/// transpose.
 #[derive(Clone, Copy, Debug)]
 pub struct Gathered<'a> {
     /// The buffer every row is read from.
@@ -114,6 +118,10 @@ pub struct Gathered<'a> {
     pub row_offsets: &'a [usize],
     /// Where each strip of [`STRIP`] columns starts, added to its row's offset.
     pub strip_offsets: &'a [usize],
+    /// Length of the contiguous runs of a strip: 16, 8 or 4.
+    pub seg: usize,
+    /// Distance between the runs of a strip (unused when `seg` is 16).
+    pub seg_stride: usize,
 }
 
 impl Gathered<'_> {
@@ -127,30 +135,50 @@ impl Gathered<'_> {
         STRIP * self.strip_offsets.len()
     }
 
+    /// Where element `(r, j)` sits in `data`.
+    fn index(&self, r: usize, j: usize) -> usize {
+        let run = j % STRIP / self.seg;
+        self.row_offsets[r] + self.strip_offsets[j / STRIP] + run * self.seg_stride + j % self.seg
+    }
+
     /// Element `(r, j)`.
     pub fn get(&self, r: usize, j: usize) -> f32 {
-        self.data[self.row_offsets[r] + self.strip_offsets[j / STRIP] + j % STRIP]
+        self.data[self.index(r, j)]
+    }
+
+    /// The 16 values of strip `s` of row `r`, in order.
+    pub(crate) fn strip(&self, r: usize, s: usize) -> [f32; STRIP] {
+        std::array::from_fn(|j| self.get(r, s * STRIP + j))
     }
 
     /// The matrix written out, row-major (the OpenBLAS backend multiplies this).
     pub fn to_dense(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.rows() * self.cols());
-        for &row in self.row_offsets {
-            for &strip in self.strip_offsets {
-                out.extend_from_slice(&self.data[row + strip..][..STRIP]);
+        for r in 0..self.rows() {
+            for s in 0..self.strip_offsets.len() {
+                out.extend_from_slice(&self.strip(r, s));
             }
         }
         out
     }
 
-    /// Checks that every strip of every row lies inside `data`, so the kernels may read
-    /// them unchecked.
+    /// Checks the run length and that every run of every strip lies inside `data`, so the
+    /// kernels may read them unchecked.
     fn check(&self) {
+        assert!(
+            matches!(self.seg, 4 | 8 | 16),
+            "gemm: gathered runs of {} values (16, 8 or 4 are supported)",
+            self.seg
+        );
         let last = |o: &[usize]| o.iter().copied().max().unwrap_or(0);
         if self.rows() == 0 || self.cols() == 0 {
             return;
         }
-        let end = last(self.row_offsets) + last(self.strip_offsets) + STRIP;
+        let runs = STRIP / self.seg;
+        let end = last(self.row_offsets)
+            + last(self.strip_offsets)
+            + (runs - 1) * self.seg_stride
+            + self.seg;
         assert!(
             end <= self.data.len(),
             "gemm: gathered matrix reads up to {end} values but its buffer holds only {}",
@@ -495,13 +523,22 @@ mod tests {
     #[test]
     fn gathered_operands_match_their_dense_copies() {
         let data = pseudo_random(5000, 9);
-        for &(m, k, strips) in &[(20, 27, 3), (33, 300, 40), (16, 16, 1)] {
+        for &(m, k, strips, seg) in &[
+            (20, 27, 3, 16),
+            (33, 300, 40, 16),
+            (16, 16, 1, 16),
+            (20, 27, 3, 8),
+            (33, 300, 40, 8),
+            (19, 35, 5, 4),
+        ] {
             let rows: Vec<usize> = (0..k).map(|r| (r * 131) % 1700 + r % 3).collect();
             let strip_offsets: Vec<usize> = (0..strips).map(|s| (s * 71) % 2900).collect();
             let g = Gathered {
                 data: &data,
                 row_offsets: &rows,
                 strip_offsets: &strip_offsets,
+                seg,
+                seg_stride: 29,
             };
             let n = g.cols();
             let dense = g.to_dense();
@@ -540,6 +577,8 @@ mod tests {
             data: &[0.0; 35],
             row_offsets: &[0, 20],
             strip_offsets: &[0],
+            seg: 16,
+            seg_stride: 0,
         };
         gemm_gathered(
             1.0,

@@ -351,13 +351,20 @@ pub(crate) fn pad_plane(g: &Geometry, x: &[f32], xp: &mut [f32]) {
     }
 }
 
-/// Copies every channel of an image `x` (`[cin, h, w]`) into its own zero-padded plane of `xp`
-/// (`[cin, padded_h, padded_w]`, [`pad_plane`]).
-pub(crate) fn pad_image(g: &Geometry, x: &[f32], xp: &mut [f32]) {
+/// Copies every channel of the images `x` (`[images, cin, h, w]`) into its own zero-padded
+/// plane of `xp` (`[images, cin, padded_h, padded_w]`, [`pad_plane`]).
+pub(crate) fn pad_images(g: &Geometry, x: &[f32], xp: &mut [f32]) {
     let plane = g.direct_scratch_len();
     for (x_c, xp_c) in x.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(plane)) {
         pad_plane(g, x_c, xp_c);
     }
+}
+
+/// Whether rows of `w` pixels (`h` of them) fill whole strips of 16 columns of a gathered
+/// matrix: one run along a row of a multiple of 16 pixels, or runs of whole rows of 8 or 4
+/// pixels, `16 / w` rows to a strip.
+fn fills_strips(h: usize, w: usize) -> bool {
+    w.is_multiple_of(STRIP) || (matches!(w, 4 | 8) && (h * w).is_multiple_of(STRIP))
 }
 
 impl Geometry {
@@ -365,15 +372,15 @@ impl Geometry {
     /// ([`Gathered`](crate::gemm::Gathered)), for the forward and for the input gradient as
     /// the [`adjoint`](Self::adjoint) convolution: stride 1 with a square kernel, at least two
     /// input channels (one takes the direct kernels), padding at most `k − 1` (so the adjoint's
-    /// is not negative), and input and output rows in whole strips of 16 pixels.
+    /// is not negative), and input and output images in whole strips of 16 pixels.
     pub fn gathers(&self) -> bool {
         self.stride == 1
             && self.kh == self.kw
             && self.pad < self.kh
             && !self.is_pointwise()
             && !self.is_direct()
-            && self.wo.is_multiple_of(STRIP)
-            && self.w.is_multiple_of(STRIP)
+            && fills_strips(self.ho, self.wo)
+            && fills_strips(self.h, self.w)
     }
 
     /// Length of one zero-padded image: `cin` padded planes.
@@ -400,37 +407,58 @@ impl Geometry {
         }
     }
 
-    /// The offsets that read this convolution's column matrix (`K × P`) in place from one
-    /// zero-padded image ([`pad_image`]): row `(ci, ky, kx)` at `ci·plane + ky·wp + kx`, the
-    /// strip of 16 output pixels from `(oy, ox)` at `oy·wp + ox`.
-    pub fn column_offsets(&self) -> ColumnOffsets {
+    /// The offsets that read the column matrix (`K × images·P`) of a group of `images`
+    /// zero-padded images ([`pad_images`]) in place: row `(ci, ky, kx)` at
+    /// `ci·plane + ky·wp + kx`; a strip of 16 output pixels of image `i` from `(oy, ox)` at
+    /// `i·padded_image_len + oy·wp + ox`, in runs along the row (or across `16 / wo` rows).
+    pub fn column_offsets(&self, images: usize) -> ColumnOffsets {
         debug_assert!(self.gathers());
-        let (plane, wp) = (self.direct_scratch_len(), self.padded_w());
+        let (plane, wp, image) = (
+            self.direct_scratch_len(),
+            self.padded_w(),
+            self.padded_image_len(),
+        );
         let rows = (0..self.cin)
             .flat_map(|ci| (0..self.kh).map(move |ky| (ci, ky)))
             .flat_map(|(ci, ky)| (0..self.kw).map(move |kx| ci * plane + ky * wp + kx))
             .collect();
-        let strips = (0..self.ho)
+        let seg = self.wo.min(STRIP);
+        let strips_of_image: Vec<usize> = (0..self.ho)
+            .step_by(STRIP / seg)
             .flat_map(|oy| (0..self.wo).step_by(STRIP).map(move |ox| oy * wp + ox))
             .collect();
-        ColumnOffsets { rows, strips }
+        let strips = (0..images)
+            .flat_map(|i| strips_of_image.iter().map(move |&s| i * image + s))
+            .collect();
+        ColumnOffsets {
+            rows,
+            strips,
+            strips_per_image: strips_of_image.len(),
+            seg,
+            seg_stride: wp,
+        }
     }
 }
 
-/// Row and strip offsets of a convolution's column matrix in its zero-padded image
+/// Row and strip offsets of a convolution's column matrix in a group of zero-padded images
 /// ([`Geometry::column_offsets`]).
 pub(crate) struct ColumnOffsets {
     rows: Vec<usize>,
     strips: Vec<usize>,
+    strips_per_image: usize,
+    seg: usize,
+    seg_stride: usize,
 }
 
 impl ColumnOffsets {
-    /// The column matrix of the zero-padded image `xp`.
-    pub fn of<'a>(&'a self, xp: &'a [f32]) -> Gathered<'a> {
+    /// The column matrix of the first `images` zero-padded images in `xp`.
+    pub fn of<'a>(&'a self, xp: &'a [f32], images: usize) -> Gathered<'a> {
         Gathered {
             data: xp,
             row_offsets: &self.rows,
-            strip_offsets: &self.strips,
+            strip_offsets: &self.strips[..images * self.strips_per_image],
+            seg: self.seg,
+            seg_stride: self.seg_stride,
         }
     }
 }

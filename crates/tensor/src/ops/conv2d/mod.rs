@@ -69,7 +69,7 @@ use crate::gemm::{gemm, gemm_gathered, gemm_gathered_t, MatMut, MatRef};
 use crate::tensor::Tensor;
 use cpu_kernel::{
     adjoint_weight, col2im_band, copy_row, direct_forward, direct_weight_grad, im2col_band,
-    pad_image, pad_plane, ColumnOffsets, Geometry,
+    pad_images, pad_plane, ColumnOffsets, Geometry,
 };
 
 thread_local! {
@@ -212,7 +212,7 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
         return y;
     }
     let nb = g.group_images();
-    let cols = g.gathers().then(|| g.column_offsets());
+    let cols = g.gathers().then(|| g.column_offsets(nb));
     let run = |(y_g, x_g): (&mut [f32], &[f32])| forward_group(g, x_g, w, bias, cols.as_ref(), y_g);
     let (y_len, x_len) = (nb * g.out_image(), nb * g.in_image());
     if per_group_tasks(g.n.div_ceil(nb)) {
@@ -250,18 +250,26 @@ fn forward_group(
     }
     let (k, p, cout) = (g.k(), g.p(), g.cout);
     let width = nb * p;
-    with_scratch(k * width + cout * width, |scratch| {
-        let (cols, out) = scratch.split_at_mut(k * width);
-        for (i, x_i) in x_g.chunks_exact(g.in_image()).enumerate() {
-            im2col_band(g, x_i, 0, g.ho, &mut cols[i * p..], width);
+    let cols_len = match cols {
+        Some(_) => nb * g.padded_image_len(),
+        None => k * width,
+    };
+    with_scratch(cols_len + cout * width, |scratch| {
+        let (cols_buf, out) = scratch.split_at_mut(cols_len);
+        let w_mat = MatRef::new(w, cout, k);
+        let out_mat = MatMut::new(out, cout, width);
+        match cols {
+            Some(cols) => {
+                pad_images(g, x_g, cols_buf);
+                gemm_gathered(1.0, w_mat, cols.of(cols_buf, nb), 0.0, out_mat);
+            }
+            None => {
+                for (i, x_i) in x_g.chunks_exact(g.in_image()).enumerate() {
+                    im2col_band(g, x_i, 0, g.ho, &mut cols_buf[i * p..], width);
+                }
+                gemm(1.0, w_mat, MatRef::new(cols_buf, k, width), 0.0, out_mat);
+            }
         }
-        gemm(
-            1.0,
-            MatRef::new(w, cout, k),
-            MatRef::new(cols, k, width),
-            0.0,
-            MatMut::new(out, cout, width),
-        );
         for (i, y_i) in y_g.chunks_exact_mut(g.out_image()).enumerate() {
             for (co, y_c) in y_i.chunks_exact_mut(p).enumerate() {
                 let src = &out[co * width + i * p..][..p];
@@ -311,8 +319,14 @@ fn forward_image(
     }
     if let Some(cols) = cols {
         return with_scratch(g.padded_image_len(), |xp| {
-            pad_image(g, x_i, xp);
-            gemm_gathered(1.0, w_mat, cols.of(xp), beta, MatMut::new(y_i, g.cout, p));
+            pad_images(g, x_i, xp);
+            gemm_gathered(
+                1.0,
+                w_mat,
+                cols.of(xp, 1),
+                beta,
+                MatMut::new(y_i, g.cout, p),
+            );
         });
     }
     let band_rows = g.band_rows();
@@ -435,12 +449,13 @@ struct Gathering {
 }
 
 impl Gathering {
-    fn new(g: &Geometry, w: &[f32], need_x: bool) -> Gathering {
+    /// For groups of up to `images` images.
+    fn new(g: &Geometry, w: &[f32], images: usize, need_x: bool) -> Gathering {
         let adjoint = g.adjoint();
         Gathering {
-            cols: g.column_offsets(),
+            cols: g.column_offsets(images),
             adjoint,
-            adjoint_cols: adjoint.column_offsets(),
+            adjoint_cols: adjoint.column_offsets(images),
             adjoint_w: if need_x {
                 adjoint_weight(g, w)
             } else {
@@ -464,7 +479,7 @@ fn backward(
 ) -> Grads {
     let nb = g.group_images();
     let groups = g.n.div_ceil(nb);
-    let gathering = g.gathers().then(|| Gathering::new(g, w, need_x));
+    let gathering = g.gathers().then(|| Gathering::new(g, w, nb, need_x));
     let mut dx = need_x.then(|| vec![0.0; g.n * g.in_image()]);
     let dx_parts: Vec<Option<&mut [f32]>> = match dx.as_mut() {
         Some(d) => d.chunks_mut((nb * g.in_image()).max(1)).map(Some).collect(),
@@ -538,36 +553,59 @@ fn backward_group(
         return;
     }
     let width = nb * p;
-    with_scratch(k * width + cout * width, |scratch| {
-        let (cols, dy_mat) = scratch.split_at_mut(k * width);
+    let (in_plane, in_width) = (g.h * g.w, nb * g.h * g.w);
+    // The column matrix (or the padded images it is read from), dY, and, when the input
+    // gradient is the adjoint convolution, its output before the scatter to NCHW.
+    let (cols_len, dx_len) = match gathering {
+        Some(gt) => (
+            nb * g.padded_image_len().max(gt.adjoint.padded_image_len()),
+            g.cin * in_width,
+        ),
+        None => (k * width, 0),
+    };
+    with_scratch(cols_len + cout * width + dx_len, |scratch| {
+        let (cols, rest) = scratch.split_at_mut(cols_len);
+        let (dy_mat, dx_mat) = rest.split_at_mut(cout * width);
         for (i, dy_i) in dy_g.chunks_exact(g.out_image()).enumerate() {
             for (co, src) in dy_i.chunks_exact(p).enumerate() {
                 copy_row(&mut dy_mat[co * width + i * p..][..p], src);
             }
         }
         let dy_mat = MatRef::new(dy_mat, cout, width);
-        if need_w {
-            for (i, x_i) in x_g.chunks_exact(g.in_image()).enumerate() {
-                im2col_band(g, x_i, 0, g.ho, &mut cols[i * p..], width);
+        let dw = MatMut::new(&mut acc.dw, cout, k);
+        match (gathering, need_w) {
+            (Some(gt), true) => {
+                pad_images(g, x_g, cols);
+                gemm_gathered_t(1.0, dy_mat, gt.cols.of(cols, nb), 1.0, dw);
             }
-            gemm(
-                1.0,
-                dy_mat,
-                MatRef::new(cols, k, width).t(),
-                1.0,
-                MatMut::new(&mut acc.dw, cout, k),
-            );
+            (None, true) => {
+                for (i, x_i) in x_g.chunks_exact(g.in_image()).enumerate() {
+                    im2col_band(g, x_i, 0, g.ho, &mut cols[i * p..], width);
+                }
+                gemm(1.0, dy_mat, MatRef::new(cols, k, width).t(), 1.0, dw);
+            }
+            (_, false) => {}
         }
-        if let Some(dx_g) = dx_g {
-            gemm(
-                1.0,
-                MatRef::new(w, cout, k).t(),
-                dy_mat,
-                0.0,
-                MatMut::new(cols, k, width),
-            );
-            for (i, dx_i) in dx_g.chunks_exact_mut(g.in_image()).enumerate() {
-                col2im_band(g, &cols[i * p..], 0, g.ho, dx_i, width);
+        let Some(dx_g) = dx_g else { return };
+        match gathering {
+            Some(gt) => {
+                let adj = &gt.adjoint;
+                pad_images(adj, dy_g, cols);
+                let w_adj = MatRef::new(&gt.adjoint_w, adj.cout, adj.k());
+                let dx = MatMut::new(dx_mat, g.cin, in_width);
+                gemm_gathered(1.0, w_adj, gt.adjoint_cols.of(cols, nb), 0.0, dx);
+                for (i, dx_i) in dx_g.chunks_exact_mut(g.in_image()).enumerate() {
+                    for (ci, dst) in dx_i.chunks_exact_mut(in_plane).enumerate() {
+                        copy_row(dst, &dx_mat[ci * in_width + i * in_plane..][..in_plane]);
+                    }
+                }
+            }
+            None => {
+                let w_t = MatRef::new(w, cout, k).t();
+                gemm(1.0, w_t, dy_mat, 0.0, MatMut::new(cols, k, width));
+                for (i, dx_i) in dx_g.chunks_exact_mut(g.in_image()).enumerate() {
+                    col2im_band(g, &cols[i * p..], 0, g.ho, dx_i, width);
+                }
             }
         }
     });
@@ -594,18 +632,18 @@ fn backward_image(
         let dy_mat = MatRef::new(dy_i, g.cout, p);
         if need_w {
             with_scratch(g.padded_image_len(), |xp| {
-                pad_image(g, x_i, xp);
+                pad_images(g, x_i, xp);
                 let dw = MatMut::new(&mut acc.dw, g.cout, k);
-                gemm_gathered_t(1.0, dy_mat, gt.cols.of(xp), 1.0, dw);
+                gemm_gathered_t(1.0, dy_mat, gt.cols.of(xp, 1), 1.0, dw);
             });
         }
         if let Some(dx_i) = dx_i {
             let adj = &gt.adjoint;
             with_scratch(adj.padded_image_len(), |dyp| {
-                pad_image(adj, dy_i, dyp);
+                pad_images(adj, dy_i, dyp);
                 let w_adj = MatRef::new(&gt.adjoint_w, adj.cout, adj.k());
                 let dx = MatMut::new(dx_i, adj.cout, adj.p());
-                gemm_gathered(1.0, w_adj, gt.adjoint_cols.of(dyp), 0.0, dx);
+                gemm_gathered(1.0, w_adj, gt.adjoint_cols.of(dyp, 1), 0.0, dx);
             });
         }
         return;

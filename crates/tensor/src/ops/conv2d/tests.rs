@@ -42,6 +42,7 @@ fn gradcheck_single_image_runs_the_serial_path() {
 #[test]
 fn gradcheck_rows_of_whole_strips_read_in_place() {
     check(&[2, 2, 3, 16], &[3, 2, 3, 3], true, 1, 1);
+    check(&[3, 2, 4, 4], &[3, 2, 3, 3], true, 1, 1);
 }
 
 #[test]
@@ -153,6 +154,13 @@ fn kernels_match_naive_reference() {
         ([2, 4, 16, 16], [3, 4, 5, 5], 1, 2),
         ([2, 4, 18, 18], [3, 4, 3, 3], 1, 0),
         ([1, 6, 16, 16], [7, 6, 3, 3], 1, 1),
+        // Groups of 8- and 4-pixel-wide images read in place, each strip two rows of 8 or four
+        // of 4 (a short last group; 6 rows of 8 = 3 strips); 5 rows of 8 (40 pixels) do not
+        // fill whole strips and take im2col.
+        ([40, 16, 8, 8], [8, 16, 3, 3], 1, 1),
+        ([37, 24, 4, 4], [6, 24, 3, 3], 1, 1),
+        ([6, 8, 6, 8], [4, 8, 3, 3], 1, 1),
+        ([5, 8, 5, 8], [4, 8, 3, 3], 1, 1),
     ] {
         let (x, w, b) = (
             rand(&xs, 4).set_requires_grad(true),
