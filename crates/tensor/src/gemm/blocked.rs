@@ -16,9 +16,14 @@
 //! contiguous memory whatever the strides of the operands: a transposed operand costs only a
 //! differently ordered copy (16 × 16 blocks transposed in registers).
 //!
-//! (Packing a convolution's im2col columns straight from the image, never materialising them,
-//! was tried: with 14-pixel rows cut into 16-wide strips the per-run bookkeeping cost more than
-//! the column buffer it saved, which stays in L2 anyway.)
+//! A gathered `B` ([`Gathered`], a convolution's column matrix inside its zero-padded image)
+//! is not packed at all: each strip of it is `NR` columns whose values for one step lie in
+//! runs of 16, 8 or 4 in the source, so the micro-kernel loads them in place. Its transpose is
+//! packed by 16 × 16 transposes of its rows.
+//!
+//! (A general implicit-im2col packer for any image width was tried first: with 14-pixel rows
+//! cut into 16-wide strips the per-run bookkeeping cost more than the column buffer it saved.
+//! Widths that fill whole strips need no bookkeeping; other widths still take im2col.)
 
 use std::cell::RefCell;
 

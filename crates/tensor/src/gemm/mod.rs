@@ -187,30 +187,76 @@ impl Gathered<'_> {
     }
 }
 
-/// `C ← α·A·B + β·C` with `B` read in place ([`Gathered`]), on the calling thread.
+/// `C ← α·A·B + β·C` with `B` read in place ([`Gathered`]), split over rayon's threads (by
+/// strips of `B`) like [`gemm`] when large and not already inside a rayon task.
 ///
 /// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
 pub fn gemm_gathered(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
     b.check();
     let (k, n) = (b.rows(), b.cols());
     check_product(&a, (k, n), &c);
+    if worth_splitting(a.rows * n * k) {
+        return split(
+            c,
+            b.strip_offsets.len(),
+            STRIP,
+            true,
+            |start, size, c_blk| {
+                let strip_offsets = &b.strip_offsets[start..start + size];
+                gathered_unchecked(alpha, a, Gathered { strip_offsets, ..b }, beta, c_blk);
+            },
+        );
+    }
+    gathered_unchecked(alpha, a, b, beta, c);
+}
+
+/// [`gemm_gathered`] on the calling thread, its operands checked.
+fn gathered_unchecked(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
     #[cfg(not(feature = "openblas"))]
     blocked::gemm_blocked(alpha, a, blocked::Rhs::Gathered(b), beta, c);
     #[cfg(feature = "openblas")]
-    gemm_unchecked(alpha, a, MatRef::new(&b.to_dense(), k, n), beta, c);
+    gemm_unchecked(
+        alpha,
+        a,
+        MatRef::new(&b.to_dense(), b.rows(), b.cols()),
+        beta,
+        c,
+    );
 }
 
-/// `C ← α·A·Bᵀ + β·C` with `B` read in place ([`Gathered`]), on the calling thread.
+/// `C ← α·A·Bᵀ + β·C` with `B` read in place ([`Gathered`]), split over rayon's threads (by
+/// rows of `A`) like [`gemm`] when large and not already inside a rayon task.
 ///
 /// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
 pub fn gemm_gathered_t(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
     b.check();
     let (n, k) = (b.rows(), b.cols());
     check_product(&a, (k, n), &c);
+    if worth_splitting(a.rows * n * k) {
+        return split(c, a.rows, 1, false, |start, size, c_blk| {
+            let a_blk = MatRef {
+                data: &a.data[start * a.row_stride..],
+                rows: size,
+                ..a
+            };
+            gathered_t_unchecked(alpha, a_blk, b, beta, c_blk);
+        });
+    }
+    gathered_t_unchecked(alpha, a, b, beta, c);
+}
+
+/// [`gemm_gathered_t`] on the calling thread, its operands checked.
+fn gathered_t_unchecked(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
     #[cfg(not(feature = "openblas"))]
     blocked::gemm_blocked(alpha, a, blocked::Rhs::GatheredT(b), beta, c);
     #[cfg(feature = "openblas")]
-    gemm_unchecked(alpha, a, MatRef::new(&b.to_dense(), n, k).t(), beta, c);
+    gemm_unchecked(
+        alpha,
+        a,
+        MatRef::new(&b.to_dense(), b.rows(), b.cols()).t(),
+        beta,
+        c,
+    );
 }
 
 fn check_extent(len: usize, rows: usize, cols: usize, rs: usize, cs: usize, what: &str) {
@@ -233,52 +279,91 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 21;
 /// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
 pub fn gemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
     check_shapes(&a, &b, &c);
-    let threads = rayon::current_num_threads();
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if threads < 2 || rayon::current_thread_index().is_some() || m * n * k < PARALLEL_MIN_FLOPS {
+    if !worth_splitting(m * n * k) {
         return gemm_unchecked(alpha, a, b, beta, c);
     }
     // Split the larger output dimension into one block per thread; each block is an
     // independent GEMM on disjoint output elements.
     let split_cols = n >= m;
-    let len = if split_cols { n } else { m };
-    let block = len.div_ceil(threads).max(1);
+    split(
+        c,
+        if split_cols { n } else { m },
+        1,
+        split_cols,
+        |start, size, c_blk| {
+            if split_cols {
+                let b_blk = MatRef {
+                    data: &b.data[start * b.col_stride..],
+                    cols: size,
+                    ..b
+                };
+                gemm_unchecked(alpha, a, b_blk, beta, c_blk);
+            } else {
+                let a_blk = MatRef {
+                    data: &a.data[start * a.row_stride..],
+                    rows: size,
+                    ..a
+                };
+                gemm_unchecked(alpha, a_blk, b, beta, c_blk);
+            }
+        },
+    );
+}
+
+/// Whether a product of `flops` multiply-adds should be split over rayon's threads: it is
+/// large, there are threads, and the caller is not already a rayon task.
+fn worth_splitting(flops: usize) -> bool {
+    rayon::current_num_threads() >= 2
+        && rayon::current_thread_index().is_none()
+        && flops >= PARALLEL_MIN_FLOPS
+}
+
+/// Cuts the `len` units of `unit` columns (or rows) of `C` into one block per thread and runs
+/// `f(first unit, units, block of C)` on each, in parallel.
+fn split(
+    c: MatMut,
+    len: usize,
+    unit: usize,
+    along_cols: bool,
+    f: impl Fn(usize, usize, MatMut) + Sync,
+) {
+    let block = len.div_ceil(rayon::current_num_threads()).max(1);
     let c_ptr = SendPtr(c.data.as_mut_ptr());
     let c_len = c.data.len();
-    let (crs, ccs) = (c.row_stride, c.col_stride);
+    let (crs, ccs, rows, cols) = (c.row_stride, c.col_stride, c.rows, c.cols);
+    let f = &f;
     rayon::scope(|s| {
         for start in (0..len).step_by(block) {
             let size = block.min(len - start);
             s.spawn(move |_| {
-                let (a_blk, b_blk, offset, rows, cols) = if split_cols {
-                    let b_blk = MatRef {
-                        data: &b.data[start * b.col_stride..],
-                        cols: size,
-                        ..b
-                    };
-                    (a, b_blk, start * ccs, m, size)
+                let (offset, rows, cols) = if along_cols {
+                    (
+                        start * unit * ccs,
+                        rows,
+                        (size * unit).min(cols - start * unit),
+                    )
                 } else {
-                    let a_blk = MatRef {
-                        data: &a.data[start * a.row_stride..],
-                        rows: size,
-                        ..a
-                    };
-                    (a_blk, b, start * crs, size, n)
+                    (
+                        start * unit * crs,
+                        (size * unit).min(rows - start * unit),
+                        cols,
+                    )
                 };
                 // SAFETY: blocks cover disjoint column (or row) ranges of C, so no two tasks
                 // write the same element; the extent of each block was checked against the
-                // whole of C by `check_shapes` and lies inside [offset, c_len).
-                let c_blk = unsafe {
+                // whole of C by the caller and lies inside [offset, c_len).
+                let data = unsafe {
                     std::slice::from_raw_parts_mut(c_ptr.get().add(offset), c_len - offset)
                 };
                 let c_blk = MatMut {
-                    data: c_blk,
+                    data,
                     rows,
                     cols,
                     row_stride: crs,
                     col_stride: ccs,
                 };
-                gemm_unchecked(alpha, a_blk, b_blk, beta, c_blk);
+                f(start, size, c_blk);
             });
         }
     });

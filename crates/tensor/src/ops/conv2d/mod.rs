@@ -1,5 +1,5 @@
 //! 2-D convolution (cross-correlation, as in PyTorch) with stride, zero padding and bias,
-//! computed as im2col + GEMM.
+//! computed as im2col + GEMM (or a GEMM that reads the im2col matrix in place).
 //!
 //! ## Forward
 //!
@@ -46,6 +46,15 @@
 //!   ([`Geometry::band_rows`]); each worker thread keeps its buffer between calls.
 //! - The weight gradient is accumulated per worker (rayon `fold`) and summed at the end
 //!   (`reduce`); the input gradient of each image is written by its own task.
+//! - When every row of the input and output fills whole strips of 16 pixels (widths that are
+//!   multiples of 16, or 8- and 4-pixel-wide images whose pixel count is a multiple of 16) and
+//!   the stride is 1 ([`Geometry::gathers`]: ResNet's 3×3 convolutions at 32, 16, 8 and 4
+//!   pixels), no column matrix is written: each group of images is copied once into
+//!   zero-padded planes and the GEMM reads the columns in place ([`gemm_gathered`]; row
+//!   `(ci, ky, kx)` of the columns is the padded plane shifted by `(ky, kx)`). The weight
+//!   gradient multiplies by their transpose ([`gemm_gathered_t`]), and the input gradient is
+//!   the adjoint convolution `dx = conv(dy, W')` with the kernel flipped and its channel axes
+//!   swapped, read in place from the zero-padded `dy` the same way, so it needs no col2im.
 //! - A 1×1 kernel with stride 1 and no padding skips im2col: the image is the column matrix.
 //! - With a single input channel and stride 1 (a network's first layer, `K = kh·kw` too thin
 //!   for a GEMM) the forward and the weight gradient are direct loops over a zero-padded copy
