@@ -164,18 +164,6 @@ fn add_row(dst: &mut [f32], src: &[f32]) {
     zip_row(dst, src, |d, s| *d += s);
 }
 
-/// Zeroes the few columns of an im2col row that fall on the padding (as many as the padding is
-/// wide, usually 0 or 1) without a `memset` call per row.
-#[inline(always)]
-fn zero_border(dst: &mut [f32]) {
-    match dst {
-        [] => {}
-        [a] => *a = 0.0,
-        [a, b] => (*a, *b) = (0.0, 0.0),
-        _ => dst.fill(0.0),
-    }
-}
-
 /// Fills the columns of output rows `oy0..oy1` of one image `x` (`[cin, h, w]`) into `cols`:
 /// row `r` of the band is `cols[r·ld..r·ld + (oy1 − oy0)·wo]`. `ld` is the band width for a
 /// band of its own, or the width of a whole group when several images share one matrix
@@ -188,46 +176,17 @@ pub(crate) fn im2col_band(
     cols: &mut [f32],
     ld: usize,
 ) {
-    let (wo, s, p) = (g.wo, g.stride, g.pad);
-    let band = (oy1 - oy0) * wo;
+    let band = (oy1 - oy0) * g.wo;
     debug_assert!(ld >= band && cols.len() >= (g.k() - 1) * ld + band);
-    if s == 1 {
+    if g.stride == 1 {
         return im2col_band_stride1(g, x, oy0, oy1, cols, ld);
     }
-    let mut r = 0;
-    for ci in 0..g.cin {
-        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for ky in 0..g.kh {
-            let (oy_lo, oy_hi) = g.valid(ky, g.h, g.ho);
-            for kx in 0..g.kw {
-                let row = &mut cols[r * ld..r * ld + band];
-                r += 1;
-                let (ox_lo, ox_hi) = g.valid(kx, g.w, wo);
-                for (oy, dst) in (oy0..oy1).zip(row.chunks_exact_mut(wo)) {
-                    if oy < oy_lo || oy >= oy_hi {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[(oy * s + ky - p) * g.w..][..g.w];
-                    zero_border(&mut dst[..ox_lo]);
-                    zero_border(&mut dst[ox_hi..]);
-                    let ix0 = ox_lo * s + kx - p;
-                    let inner = &mut dst[ox_lo..ox_hi];
-                    if s == 1 {
-                        copy_row(inner, &src[ix0..ix0 + inner.len()]);
-                    } else {
-                        for (d, v) in inner.iter_mut().zip(src[ix0..].iter().step_by(s)) {
-                            *d = *v;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    im2col_band_strided(g, x, oy0, oy1, cols, ld)
 }
 
 thread_local! {
-    /// Per-thread zero-padded copy of one input plane for [`im2col_band_stride1`].
+    /// Per-thread zero-padded copy of one input plane (or of its rows' column phases) for
+    /// [`im2col_band_stride1`] and [`im2col_band_strided`].
     static PADDED_PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -263,6 +222,70 @@ fn im2col_band_stride1(
     });
 }
 
+/// [`im2col_band`] for stride `s > 1`: the padded rows of each channel the band reads are split
+/// into their `s` column phases (phase `b` of a row holds its padded columns `b, b + s, …`),
+/// so that every row of the band is again one plain copy of `wo` values: the input under tap
+/// `(ky, kx)` for outputs `ox..` is phase `kx mod s` of padded row `oy·s + ky`, from column
+/// `ox + kx / s`. The strided reads happen once per input value (in [`split_phases`]) rather
+/// than once per column entry (`kh·kw / s²` times as many).
+fn im2col_band_strided(
+    g: &Geometry,
+    x: &[f32],
+    oy0: usize,
+    oy1: usize,
+    cols: &mut [f32],
+    ld: usize,
+) {
+    let (wo, s, p) = (g.wo, g.stride, g.pad);
+    let pw = (g.w + 2 * p).div_ceil(s);
+    // Padded rows r0..r1 are read by this band.
+    let (r0, r1) = (oy0 * s, (oy1 - 1) * s + g.kh);
+    let band = (oy1 - oy0) * wo;
+    PADDED_PLANE.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.resize((r1 - r0) * s * pw + s * pw, 0.0);
+        let (phases, row) = buf.split_at_mut((r1 - r0) * s * pw);
+        let mut rows = cols.chunks_mut(ld);
+        for plane in x.chunks_exact(g.h * g.w).take(g.cin) {
+            // phases[(r − r0)·s + b] is phase b of padded row r.
+            for (r, dst) in (r0..r1).zip(phases.chunks_exact_mut(s * pw)) {
+                row.fill(0.0);
+                if let Some(iy) = r.checked_sub(p).filter(|&iy| iy < g.h) {
+                    copy_row(&mut row[p..p + g.w], &plane[iy * g.w..][..g.w]);
+                }
+                split_phases(row, s, dst);
+            }
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let dst = &mut rows.next().expect("cols holds K rows")[..band];
+                    let (b, j) = (kx % s, kx / s);
+                    for (oy, dst) in (oy0..oy1).zip(dst.chunks_exact_mut(wo)) {
+                        let src = (oy * s + ky - r0) * s + b;
+                        copy_row(dst, &phases[src * pw + j..][..wo]);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Splits `row` (`s·pw` values) into its `s` column phases: `out[b·pw + j] = row[j·s + b]`.
+fn split_phases(row: &[f32], s: usize, out: &mut [f32]) {
+    let pw = out.len() / s;
+    if s == 2 {
+        let (even, odd) = out.split_at_mut(pw);
+        for ((pair, e), o) in row.chunks_exact(2).zip(even).zip(odd) {
+            (*e, *o) = (pair[0], pair[1]);
+        }
+        return;
+    }
+    for (j, chunk) in row.chunks_exact(s).enumerate().take(pw) {
+        for (b, &v) in chunk.iter().enumerate() {
+            out[b * pw + j] = v;
+        }
+    }
+}
+
 /// The adjoint of [`im2col_band`] (same layout of `cols`, row `r` at `cols[r·ld..]`): adds
 /// every entry onto the pixel of `dx` (`[cin, h, w]`) it was read from; padding entries are
 /// dropped.
@@ -277,6 +300,9 @@ pub(crate) fn col2im_band(
     let (wo, s, p) = (g.wo, g.stride, g.pad);
     let band = (oy1 - oy0) * wo;
     debug_assert!(ld >= band && cols.len() >= (g.k() - 1) * ld + band);
+    if s > 1 {
+        return col2im_band_strided(g, cols, oy0, oy1, dx, ld);
+    }
     let mut r = 0;
     for ci in 0..g.cin {
         let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
@@ -287,19 +313,72 @@ pub(crate) fn col2im_band(
                 r += 1;
                 let (ox_lo, ox_hi) = g.valid(kx, g.w, wo);
                 let (lo, hi) = (oy0.max(oy_lo), oy1.min(oy_hi));
-                let ix0 = ox_lo * s + kx - p;
+                let ix0 = ox_lo + kx - p;
                 for oy in lo..hi {
                     let src = &row[(oy - oy0) * wo + ox_lo..(oy - oy0) * wo + ox_hi];
-                    let dst = &mut plane[(oy * s + ky - p) * g.w..][..g.w];
-                    if s == 1 {
-                        add_row(&mut dst[ix0..ix0 + src.len()], src);
-                    } else {
-                        for (d, v) in dst[ix0..].iter_mut().step_by(s).zip(src) {
-                            *d += v;
-                        }
+                    let dst = &mut plane[(oy + ky - p) * g.w..][..g.w];
+                    add_row(&mut dst[ix0..ix0 + src.len()], src);
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im_band`] for stride `s > 1`, the adjoint of [`im2col_band_strided`]: each column row
+/// is added in one piece onto a column phase of the padded rows the band touches (zeroed
+/// first), and the phases are then interleaved back ([`merge_phases`]) and added onto `dx`.
+fn col2im_band_strided(
+    g: &Geometry,
+    cols: &[f32],
+    oy0: usize,
+    oy1: usize,
+    dx: &mut [f32],
+    ld: usize,
+) {
+    let (wo, s, p) = (g.wo, g.stride, g.pad);
+    let pw = (g.w + 2 * p).div_ceil(s);
+    let (r0, r1) = (oy0 * s, (oy1 - 1) * s + g.kh);
+    let band = (oy1 - oy0) * wo;
+    PADDED_PLANE.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.resize((r1 - r0) * s * pw + s * pw, 0.0);
+        let (phases, row) = buf.split_at_mut((r1 - r0) * s * pw);
+        let mut rows = cols.chunks(ld);
+        for plane in dx.chunks_exact_mut(g.h * g.w).take(g.cin) {
+            phases.fill(0.0);
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let src = &rows.next().expect("cols holds K rows")[..band];
+                    let (b, j) = (kx % s, kx / s);
+                    for (oy, src) in (oy0..oy1).zip(src.chunks_exact(wo)) {
+                        let dst = (oy * s + ky - r0) * s + b;
+                        add_row(&mut phases[dst * pw + j..][..wo], src);
                     }
                 }
             }
+            for (r, src) in (r0..r1).zip(phases.chunks_exact(s * pw)) {
+                if let Some(iy) = r.checked_sub(p).filter(|&iy| iy < g.h) {
+                    merge_phases(src, s, row);
+                    add_row(&mut plane[iy * g.w..][..g.w], &row[p..p + g.w]);
+                }
+            }
+        }
+    });
+}
+
+/// The inverse of [`split_phases`]: `row[j·s + b] = phases[b·pw + j]`.
+fn merge_phases(phases: &[f32], s: usize, row: &mut [f32]) {
+    let pw = phases.len() / s;
+    if s == 2 {
+        let (even, odd) = phases.split_at(pw);
+        for ((pair, &e), &o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+            (pair[0], pair[1]) = (e, o);
+        }
+        return;
+    }
+    for (j, chunk) in row.chunks_exact_mut(s).enumerate().take(pw) {
+        for (b, v) in chunk.iter_mut().enumerate() {
+            *v = phases[b * pw + j];
         }
     }
 }
