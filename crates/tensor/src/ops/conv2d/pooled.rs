@@ -72,6 +72,7 @@ fn forward_pooled(
     let len = g.n * g.cout * pooled;
     let (mut y, mut codes) = (Vec::with_capacity(len), Vec::with_capacity(len));
     let nb = g.group_images();
+    let cols = g.gathers().then(|| g.column_offsets(nb));
     type Chunk<'a> = (
         (&'a mut [MaybeUninit<f32>], &'a mut [MaybeUninit<u8>]),
         &'a [f32],
@@ -80,7 +81,7 @@ fn forward_pooled(
         OUTPUT_SCRATCH.with(|s| {
             let mut conv = s.borrow_mut();
             conv.resize(x_g.len() / g.in_image() * g.out_image(), 0.0);
-            forward_group(g, x_g, w, bias, None, &mut conv);
+            forward_group(g, x_g, w, bias, cols.as_ref(), &mut conv);
             let outputs = y_g
                 .chunks_exact_mut(pooled)
                 .zip(codes_g.chunks_exact_mut(pooled));

@@ -385,7 +385,7 @@ const CIN1_DB: &[f32] = &[-0.62110466, 0.12783182, 0.762649, 0.716627];
 /// The fused `conv2d_relu_max_pool2d` equals `conv2d` then `relu_max_pool2d(2, 2)` bit for bit,
 /// values and all three gradients: a first layer (one input channel, direct kernels), grouped
 /// small images, odd output sizes (a row and a column no window covers), stride 2, no bias, and
-/// an input that needs no gradient.
+/// an input that needs no gradient, and rows of 16 pixels (the column matrix read in place).
 #[test]
 fn fused_conv_relu_pool_matches_the_separate_ops_bit_for_bit() {
     let bits = |t: &Tensor| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
@@ -394,6 +394,8 @@ fn fused_conv_relu_pool_matches_the_separate_ops_bit_for_bit() {
         ([6, 16, 14, 14], [12, 16, 3, 3], 1, 1, true, true),
         ([5, 8, 7, 9], [6, 8, 3, 3], 1, 1, false, true),
         ([2, 4, 11, 10], [5, 4, 3, 3], 2, 1, true, true),
+        // Rows of 16 pixels: the column matrix is read in place.
+        ([3, 8, 8, 16], [6, 8, 3, 3], 1, 1, true, true),
     ] {
         let run = |fused: bool| {
             let x = rand(&xs, 11).set_requires_grad(x_grad);
