@@ -56,6 +56,15 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// Rows `start..start + rows`.
+    fn row_block(self, start: usize, rows: usize) -> Self {
+        MatRef {
+            data: &self.data[start * self.row_stride..],
+            rows,
+            ..self
+        }
+    }
+
     fn check(&self, what: &str) {
         check_extent(
             self.data.len(),
@@ -203,25 +212,38 @@ pub fn gemm_gathered(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
             true,
             |start, size, c_blk| {
                 let strip_offsets = &b.strip_offsets[start..start + size];
-                gathered_unchecked(alpha, a, Gathered { strip_offsets, ..b }, beta, c_blk);
+                gathered_unchecked(
+                    alpha,
+                    a,
+                    Gathered { strip_offsets, ..b },
+                    false,
+                    beta,
+                    c_blk,
+                );
             },
         );
     }
-    gathered_unchecked(alpha, a, b, beta, c);
+    gathered_unchecked(alpha, a, b, false, beta, c);
 }
 
-/// [`gemm_gathered`] on the calling thread, its operands checked.
-fn gathered_unchecked(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
+/// `C ← α·A·B + β·C`, or `α·A·Bᵀ + β·C` when `transposed`, with `B` gathered, on the calling
+/// thread; the operands checked.
+fn gathered_unchecked(alpha: f32, a: MatRef, b: Gathered, transposed: bool, beta: f32, c: MatMut) {
     #[cfg(not(feature = "openblas"))]
-    blocked::gemm_blocked(alpha, a, blocked::Rhs::Gathered(b), beta, c);
+    {
+        let rhs = if transposed {
+            blocked::Rhs::GatheredT(b)
+        } else {
+            blocked::Rhs::Gathered(b)
+        };
+        blocked::gemm_blocked(alpha, a, rhs, beta, c);
+    }
     #[cfg(feature = "openblas")]
-    gemm_unchecked(
-        alpha,
-        a,
-        MatRef::new(&b.to_dense(), b.rows(), b.cols()),
-        beta,
-        c,
-    );
+    {
+        let dense = b.to_dense();
+        let b = MatRef::new(&dense, b.rows(), b.cols());
+        gemm_unchecked(alpha, a, if transposed { b.t() } else { b }, beta, c);
+    }
 }
 
 /// `C ← α·A·Bᵀ + β·C` with `B` read in place ([`Gathered`]), split over rayon's threads (by
@@ -234,29 +256,10 @@ pub fn gemm_gathered_t(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut)
     check_product(&a, (k, n), &c);
     if worth_splitting(a.rows * n * k) {
         return split(c, a.rows, 1, false, |start, size, c_blk| {
-            let a_blk = MatRef {
-                data: &a.data[start * a.row_stride..],
-                rows: size,
-                ..a
-            };
-            gathered_t_unchecked(alpha, a_blk, b, beta, c_blk);
+            gathered_unchecked(alpha, a.row_block(start, size), b, true, beta, c_blk);
         });
     }
-    gathered_t_unchecked(alpha, a, b, beta, c);
-}
-
-/// [`gemm_gathered_t`] on the calling thread, its operands checked.
-fn gathered_t_unchecked(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
-    #[cfg(not(feature = "openblas"))]
-    blocked::gemm_blocked(alpha, a, blocked::Rhs::GatheredT(b), beta, c);
-    #[cfg(feature = "openblas")]
-    gemm_unchecked(
-        alpha,
-        a,
-        MatRef::new(&b.to_dense(), b.rows(), b.cols()).t(),
-        beta,
-        c,
-    );
+    gathered_unchecked(alpha, a, b, true, beta, c);
 }
 
 fn check_extent(len: usize, rows: usize, cols: usize, rs: usize, cs: usize, what: &str) {
@@ -300,12 +303,7 @@ pub fn gemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
                 };
                 gemm_unchecked(alpha, a, b_blk, beta, c_blk);
             } else {
-                let a_blk = MatRef {
-                    data: &a.data[start * a.row_stride..],
-                    rows: size,
-                    ..a
-                };
-                gemm_unchecked(alpha, a_blk, b, beta, c_blk);
+                gemm_unchecked(alpha, a.row_block(start, size), b, beta, c_blk);
             }
         },
     );

@@ -236,37 +236,79 @@ fn im2col_band_strided(
     cols: &mut [f32],
     ld: usize,
 ) {
-    let (wo, s, p) = (g.wo, g.stride, g.pad);
-    let pw = (g.w + 2 * p).div_ceil(s);
-    // Padded rows r0..r1 are read by this band.
-    let (r0, r1) = (oy0 * s, (oy1 - 1) * s + g.kh);
-    let band = (oy1 - oy0) * wo;
-    PADDED_PLANE.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.resize((r1 - r0) * s * pw + s * pw, 0.0);
-        let (phases, row) = buf.split_at_mut((r1 - r0) * s * pw);
+    let band = PhaseBand::new(g, oy0, oy1);
+    let p = g.pad;
+    band.with_buffers(|phases, row| {
         let mut rows = cols.chunks_mut(ld);
         for plane in x.chunks_exact(g.h * g.w).take(g.cin) {
-            // phases[(r − r0)·s + b] is phase b of padded row r.
-            for (r, dst) in (r0..r1).zip(phases.chunks_exact_mut(s * pw)) {
+            for (r, dst) in (band.r0..band.r1).zip(phases.chunks_exact_mut(band.row_len())) {
                 row.fill(0.0);
                 if let Some(iy) = r.checked_sub(p).filter(|&iy| iy < g.h) {
                     copy_row(&mut row[p..p + g.w], &plane[iy * g.w..][..g.w]);
                 }
-                split_phases(row, s, dst);
+                split_phases(row, g.stride, dst);
             }
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
-                    let dst = &mut rows.next().expect("cols holds K rows")[..band];
-                    let (b, j) = (kx % s, kx / s);
-                    for (oy, dst) in (oy0..oy1).zip(dst.chunks_exact_mut(wo)) {
-                        let src = (oy * s + ky - r0) * s + b;
-                        copy_row(dst, &phases[src * pw + j..][..wo]);
+                    let dst = &mut rows.next().expect("cols holds K rows")[..band.len()];
+                    for (oy, dst) in (oy0..oy1).zip(dst.chunks_exact_mut(g.wo)) {
+                        copy_row(dst, &phases[band.tap(oy, ky, kx)..][..g.wo]);
                     }
                 }
             }
         }
     });
+}
+
+/// The padded rows a band of output rows `oy0..oy1` of a strided convolution reads, each split
+/// into its `s` column phases of `pw` values, as [`im2col_band_strided`] and its adjoint
+/// [`col2im_band_strided`] lay them out: phase `b` of padded row `r` at `((r − r0)·s + b)·pw`.
+struct PhaseBand {
+    s: usize,
+    pw: usize,
+    r0: usize,
+    r1: usize,
+    cols: usize,
+}
+
+impl PhaseBand {
+    fn new(g: &Geometry, oy0: usize, oy1: usize) -> PhaseBand {
+        let s = g.stride;
+        PhaseBand {
+            s,
+            pw: (g.w + 2 * g.pad).div_ceil(s),
+            r0: oy0 * s,
+            r1: (oy1 - 1) * s + g.kh,
+            cols: (oy1 - oy0) * g.wo,
+        }
+    }
+
+    /// Columns of the band (`(oy1 − oy0)·wo`).
+    fn len(&self) -> usize {
+        self.cols
+    }
+
+    /// Values of one padded row's phases together (`s·pw`).
+    fn row_len(&self) -> usize {
+        self.s * self.pw
+    }
+
+    /// Where the values under tap `(ky, kx)` for output row `oy` start: phase `kx mod s` of
+    /// padded row `oy·s + ky`, from column `kx / s`.
+    fn tap(&self, oy: usize, ky: usize, kx: usize) -> usize {
+        ((oy * self.s + ky - self.r0) * self.s + kx % self.s) * self.pw + kx / self.s
+    }
+
+    /// Runs `f` on this thread's phase buffer for the band's rows and a one-row scratch.
+    fn with_buffers<R>(&self, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+        PADDED_PLANE.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let phases = (self.r1 - self.r0) * self.row_len();
+            buf.resize(phases + self.row_len(), 0.0);
+            let (phases, row) = buf.split_at_mut(phases);
+            f(phases, row)
+        })
+    }
 }
 
 /// Splits `row` (`s·pw` values) into its `s` column phases: `out[b·pw + j] = row[j·s + b]`.
@@ -335,30 +377,23 @@ fn col2im_band_strided(
     dx: &mut [f32],
     ld: usize,
 ) {
-    let (wo, s, p) = (g.wo, g.stride, g.pad);
-    let pw = (g.w + 2 * p).div_ceil(s);
-    let (r0, r1) = (oy0 * s, (oy1 - 1) * s + g.kh);
-    let band = (oy1 - oy0) * wo;
-    PADDED_PLANE.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.resize((r1 - r0) * s * pw + s * pw, 0.0);
-        let (phases, row) = buf.split_at_mut((r1 - r0) * s * pw);
+    let band = PhaseBand::new(g, oy0, oy1);
+    let p = g.pad;
+    band.with_buffers(|phases, row| {
         let mut rows = cols.chunks(ld);
         for plane in dx.chunks_exact_mut(g.h * g.w).take(g.cin) {
             phases.fill(0.0);
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
-                    let src = &rows.next().expect("cols holds K rows")[..band];
-                    let (b, j) = (kx % s, kx / s);
-                    for (oy, src) in (oy0..oy1).zip(src.chunks_exact(wo)) {
-                        let dst = (oy * s + ky - r0) * s + b;
-                        add_row(&mut phases[dst * pw + j..][..wo], src);
+                    let src = &rows.next().expect("cols holds K rows")[..band.len()];
+                    for (oy, src) in (oy0..oy1).zip(src.chunks_exact(g.wo)) {
+                        add_row(&mut phases[band.tap(oy, ky, kx)..][..g.wo], src);
                     }
                 }
             }
-            for (r, src) in (r0..r1).zip(phases.chunks_exact(s * pw)) {
+            for (r, src) in (band.r0..band.r1).zip(phases.chunks_exact(band.row_len())) {
                 if let Some(iy) = r.checked_sub(p).filter(|&iy| iy < g.h) {
-                    merge_phases(src, s, row);
+                    merge_phases(src, g.stride, row);
                     add_row(&mut plane[iy * g.w..][..g.w], &row[p..p + g.w]);
                 }
             }
