@@ -99,7 +99,11 @@ fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
     let (simclr, batch, image) = match model {
         "mnist" => (SimClr::mnist(&mut rng), 256, [1, 28, 28]),
         "resnet18" => (SimClr::resnet18(64, &mut rng), 128, [3, 32, 32]),
-        other => bail!("unknown bench model `{other}` (expected mnist or resnet18)"),
+        "resnet18-w32" => (SimClr::resnet18(32, &mut rng), 128, [3, 32, 32]),
+        "resnet18-w16" => (SimClr::resnet18(16, &mut rng), 128, [3, 32, 32]),
+        other => bail!(
+            "unknown bench model `{other}` (expected mnist, resnet18, resnet18-w32 or resnet18-w16)"
+        ),
     };
     let mut opt = Adam::new(simclr.parameters(), AdamConfig::adam(1e-3));
     let views = Tensor::randn(&[2 * batch, image[0], image[1], image[2]], &mut rng);

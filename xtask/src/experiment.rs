@@ -9,8 +9,8 @@ use rand::{rngs::StdRng, SeedableRng};
 use serde_json::json;
 use simclr_baselines::{run_baselines, BaselineConfig, Features, Method};
 use simclr_contrastive::{
-    extract_features, knn_accuracy, linear_eval_on_features, pretrain, read_run_state, resume,
-    KnnConfig, LinearEvalConfig, PretrainConfig, SimClr, TrainEvent,
+    extract_features, knn_accuracy, knn_eval, linear_eval_on_features, pretrain, read_run_state,
+    resume, KnnConfig, LinearEvalConfig, PretrainConfig, SimClr, TrainEvent,
 };
 use simclr_data::{
     load_cifar10, load_mnist, resolve_data_dir, Augmenter, DatasetKind, Downloader, ImageSet,
@@ -19,7 +19,9 @@ use simclr_data::{
 use simclr_nn::checkpoint::{self, LoadOptions};
 use simclr_nn::{Adam, AdamConfig, Lars, LarsConfig, Module, Optimizer, Schedule, Sgd, SgdConfig};
 
-use crate::cli::{Arch, BaselinesArgs, CifarArgs, ExperimentArgs, MnistArgs, OptimizerKind};
+use crate::cli::{
+    Arch, BaselinesArgs, CifarArgs, ExperimentArgs, MnistArgs, OptimizerKind, Preset, ScheduleKind,
+};
 use crate::plots::{self, Series};
 use crate::progress::Phase;
 use crate::report::{self, Reference, Results};
@@ -28,12 +30,85 @@ use crate::run_dir::{git_commit, RunDir};
 /// Images per MNIST "chunk" in the report's splits.
 const MNIST_CHUNK: usize = 6_000;
 
-/// Everything that defines one run.
+/// The settings a preset gives to every option the user did not set.
+#[derive(Clone, Debug)]
+struct Defaults {
+    epochs: usize,
+    classifier_epochs: usize,
+    batch_size: usize,
+    temperature: f32,
+    optimizer: OptimizerKind,
+    lr: f32,
+    schedule: ScheduleKind,
+    recipe: Recipe,
+    crop_scale: Option<f32>,
+    /// CIFAR-10 only: the ResNet's base width.
+    width: usize,
+    /// Whether the k-means / GMM baselines run (`--no-baselines` turns them off).
+    baselines: bool,
+}
+
+impl Defaults {
+    /// The defaults of `preset` for `kind`; an error for a preset of the other dataset.
+    fn of(preset: Preset, kind: DatasetKind) -> Result<Defaults> {
+        // The report's protocol; the other presets are written as changes to it.
+        let report = Defaults {
+            epochs: 10,
+            classifier_epochs: 30,
+            batch_size: match kind {
+                DatasetKind::Mnist => 256,
+                DatasetKind::Cifar10 => 128,
+            },
+            temperature: 0.5,
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            schedule: ScheduleKind::Constant,
+            recipe: Recipe::Report,
+            crop_scale: None,
+            width: 64,
+            baselines: true,
+        };
+        Ok(match (preset, kind) {
+            (Preset::Report, _) => report,
+            (Preset::Simclr, _) => Defaults {
+                recipe: Recipe::Simclr,
+                ..report
+            },
+            (Preset::Best, DatasetKind::Mnist) => Defaults {
+                recipe: Recipe::Simclr,
+                ..report
+            },
+            (Preset::CpuHour, DatasetKind::Cifar10) => Defaults {
+                recipe: Recipe::Simclr,
+                width: 16,
+                ..report
+            },
+            (Preset::Best, DatasetKind::Cifar10) => {
+                bail!("--preset best is MNIST's; CIFAR-10's budget preset is cpu-hour")
+            }
+            (Preset::CpuHour, DatasetKind::Mnist) => {
+                bail!("--preset cpu-hour is CIFAR-10's; MNIST's is best")
+            }
+        })
+    }
+}
+
+/// Everything that defines one run: the preset's defaults with the flags given on top.
 #[derive(Debug)]
 pub struct Experiment {
     kind: DatasetKind,
     args: ExperimentArgs,
+    preset: Preset,
+    epochs: usize,
+    classifier_epochs: usize,
+    batch_size: usize,
+    temperature: f32,
+    optimizer: OptimizerKind,
+    lr: f32,
+    schedule: ScheduleKind,
     recipe: Recipe,
+    crop_scale: Option<f32>,
+    baselines: bool,
     split: Split,
     /// CIFAR-10 only: depth, base width, initial weights.
     resnet: Option<(Arch, usize, Option<std::path::PathBuf>)>,
@@ -47,9 +122,6 @@ impl Experiment {
 
     /// The CIFAR-10 experiment from its command-line arguments.
     pub fn cifar10(args: CifarArgs) -> Result<Experiment> {
-        if args.width == 0 {
-            bail!("--width must be at least 1");
-        }
         Experiment::new(
             DatasetKind::Cifar10,
             args.common,
@@ -60,12 +132,19 @@ impl Experiment {
     fn new(
         kind: DatasetKind,
         args: ExperimentArgs,
-        resnet: Option<(Arch, usize, Option<std::path::PathBuf>)>,
+        resnet: Option<(Arch, Option<usize>, Option<std::path::PathBuf>)>,
     ) -> Result<Experiment> {
-        let recipe: Recipe = args
-            .recipe
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--recipe: {e}"))?;
+        let preset = match (args.preset, &args.resume) {
+            (Some(p), _) => p,
+            // A resumed run keeps the preset it was started with.
+            (None, Some(dir)) => preset_of_run(dir)?.unwrap_or(Preset::Simclr),
+            (None, None) => Preset::Simclr,
+        };
+        let d = Defaults::of(preset, kind)?;
+        let recipe: Recipe = match &args.recipe {
+            Some(r) => r.parse().map_err(|e| anyhow::anyhow!("--recipe: {e}"))?,
+            None => d.recipe,
+        };
         let report = Split::report(kind);
         let mut split = report.clone();
         if kind == DatasetKind::Mnist && args.labeled_chunks != 1 {
@@ -83,16 +162,55 @@ impl Experiment {
             split.labeled =
                 simclr_data::parse_range(r).map_err(|e| anyhow::anyhow!("--labeled-range: {e}"))?;
         }
-        if args.epochs == 0 {
+        let epochs = args.epochs.unwrap_or(d.epochs);
+        if epochs == 0 {
             bail!("--epochs must be at least 1");
         }
-        if args.temperature <= 0.0 || args.temperature.is_nan() {
-            bail!("--temperature must be positive, got {}", args.temperature);
+        let temperature = args.temperature.unwrap_or(d.temperature);
+        if !(temperature.is_finite() && temperature > 0.0) {
+            bail!("--temperature must be positive and finite, got {temperature}");
         }
+        let lr = args.lr.unwrap_or(d.lr);
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--lr must be positive and finite, got {lr}");
+        }
+        let crop_scale = args.crop_scale.or(d.crop_scale);
+        if let Some(c) = crop_scale {
+            if !(c > 0.0 && c <= 1.0) {
+                bail!("--crop-scale must be in (0, 1], got {c}");
+            }
+        }
+        let optimizer = args.optimizer.unwrap_or(d.optimizer);
+        let schedule = args.schedule.unwrap_or(match (args.optimizer, optimizer) {
+            // An optimizer chosen on the command line brings its usual schedule.
+            (Some(OptimizerKind::Sgd | OptimizerKind::Lars), _) => ScheduleKind::WarmupCosine,
+            (Some(_), _) => ScheduleKind::Constant,
+            (None, _) => d.schedule,
+        });
+        let resnet = match resnet {
+            None => None,
+            Some((arch, width, pretrained)) => {
+                let width = width.unwrap_or(d.width);
+                if width == 0 {
+                    bail!("--width must be at least 1");
+                }
+                Some((arch, width, pretrained))
+            }
+        };
         Ok(Experiment {
             kind,
-            args,
+            preset,
+            epochs,
+            classifier_epochs: args.classifier_epochs.unwrap_or(d.classifier_epochs),
+            batch_size: args.batch_size.unwrap_or(d.batch_size),
+            temperature,
+            optimizer,
+            lr,
+            schedule,
             recipe,
+            crop_scale,
+            baselines: d.baselines && !args.no_baselines,
+            args,
             split,
             resnet,
         })
@@ -103,13 +221,6 @@ impl Experiment {
             DatasetKind::Mnist => "mnist",
             DatasetKind::Cifar10 => "cifar10",
         }
-    }
-
-    fn batch_size(&self) -> usize {
-        self.args.batch_size.unwrap_or(match self.kind {
-            DatasetKind::Mnist => 256,
-            DatasetKind::Cifar10 => 128,
-        })
     }
 
     fn encoder_name(&self) -> String {
@@ -149,8 +260,8 @@ impl Experiment {
     }
 
     fn optimizer(&self, params: Vec<simclr_tensor::Tensor>) -> Box<dyn Optimizer> {
-        let lr = self.args.lr;
-        match self.args.optimizer {
+        let lr = self.lr;
+        match self.optimizer {
             OptimizerKind::Adam => Box::new(Adam::new(params, AdamConfig::adam(lr))),
             OptimizerKind::Adamw => Box::new(Adam::new(params, AdamConfig::adamw(lr, 1e-4))),
             OptimizerKind::Sgd => Box::new(Sgd::new(
@@ -164,14 +275,23 @@ impl Experiment {
         }
     }
 
-    /// Adam keeps the report's constant rate; SGD and LARS get SimCLR's warm-up + cosine.
+    /// The learning rate of every step of the run.
     fn schedule(&self, steps_per_epoch: usize) -> Schedule {
-        match self.args.optimizer {
-            OptimizerKind::Adam | OptimizerKind::Adamw => Schedule::Constant(self.args.lr),
-            OptimizerKind::Sgd | OptimizerKind::Lars => {
-                let total = steps_per_epoch * self.args.epochs;
-                Schedule::warmup_cosine(self.args.lr, (total / 10).max(1), total)
+        match self.schedule {
+            ScheduleKind::Constant => Schedule::Constant(self.lr),
+            ScheduleKind::WarmupCosine => {
+                let total = steps_per_epoch * self.epochs;
+                Schedule::warmup_cosine(self.lr, (total / 10).max(1), total)
             }
+        }
+    }
+
+    /// The two-view augmenter of the run's recipe, with `--crop-scale` applied.
+    fn augmenter(&self) -> Augmenter {
+        let augmenter = Augmenter::new(self.recipe, self.kind, self.args.seed);
+        match self.crop_scale {
+            Some(min) => augmenter.with_crop_scale(min),
+            None => augmenter,
         }
     }
 
@@ -179,14 +299,17 @@ impl Experiment {
         let a = &self.args;
         json!({
             "dataset": self.name(),
+            "preset": self.preset,
             "encoder": self.encoder_name(),
             "recipe": self.recipe.name(),
-            "epochs": a.epochs,
-            "batch_size": self.batch_size(),
-            "temperature": a.temperature,
-            "optimizer": format!("{:?}", a.optimizer).to_lowercase(),
-            "lr": a.lr,
-            "classifier_epochs": a.classifier_epochs,
+            "crop_scale": self.crop_scale,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "temperature": self.temperature,
+            "optimizer": format!("{:?}", self.optimizer).to_lowercase(),
+            "lr": self.lr,
+            "schedule": self.schedule,
+            "classifier_epochs": self.classifier_epochs,
             "classifier_batch_size": a.classifier_batch_size,
             "classifier_lr": a.classifier_lr,
             "pretrain_range": format!("{:?}", self.split.pretrain),
@@ -194,8 +317,9 @@ impl Experiment {
             "limit": a.limit,
             "seed": a.seed,
             "threads": rayon::current_num_threads(),
-            "baselines": !a.no_baselines,
+            "baselines": self.baselines,
             "knn": a.knn,
+            "knn_monitor": a.knn_monitor,
             "standardized_features": !a.raw_features,
             "resnet": self.resnet.as_ref().map(|(arch, w, p)| json!({
                 "arch": format!("{arch:?}").to_lowercase(), "width": w,
@@ -263,19 +387,22 @@ pub fn run(exp: &Experiment) -> Result<()> {
     let mut optimizer = exp.optimizer(model.parameters());
     let loader = Loader::new(
         pretrain_set.clone(),
-        Augmenter::new(exp.recipe, exp.kind, a.seed),
-        LoaderConfig::two_views(exp.batch_size().min(pretrain_set.len())),
+        exp.augmenter(),
+        LoaderConfig::two_views(exp.batch_size.min(pretrain_set.len())),
     )?;
     let cfg = PretrainConfig {
-        epochs: a.epochs,
-        temperature: a.temperature,
+        epochs: exp.epochs,
+        temperature: exp.temperature,
         schedule: exp.schedule(loader.len()),
         run_dir: Some(run.path.clone()),
         max_steps_per_epoch: None,
     };
-    let mut phase = Phase::start("pretrain", (a.epochs * loader.len()) as u64);
+    let monitor = knn_monitor_sets(&train, &exp.split, &labeled, a.knn_monitor)?;
+    let norm = exp.kind.normalize();
+    let mut phase = Phase::start("pretrain", (exp.epochs * loader.len()) as u64);
     let mut step_losses: Vec<(f64, f64)> = Vec::new();
     let mut epoch_losses: Vec<(f64, f64)> = Vec::new();
+    let mut knn_curve: Vec<(f64, f64)> = Vec::new();
     let mut log_error = None;
     let on_event = |event: &TrainEvent| {
         let record = serde_json::to_value(event).unwrap_or_default();
@@ -309,12 +436,25 @@ pub fn run(exp: &Experiment) -> Result<()> {
             TrainEvent::Epoch(e) => {
                 // An epoch's mean belongs at its middle on the per-step axis.
                 epoch_losses.push((e.epoch as f64 + 0.5, e.mean_loss as f64));
+                let knn = monitor.as_ref().map(|(bank, queries)| {
+                    let started = Instant::now();
+                    let r = knn_eval(&*model.encoder, bank, queries, &norm, &KnnConfig::default());
+                    let seconds = started.elapsed().as_secs_f64();
+                    let record = json!({ "epoch": e.epoch, "accuracy": r.accuracy,
+                        "bank": bank.len(), "queries": queries.len(), "seconds": seconds });
+                    if let Err(err) = run.log(json!({ "phase": "knn_monitor", "data": record })) {
+                        log_error.get_or_insert(err);
+                    }
+                    knn_curve.push(((e.epoch + 1) as f64, r.accuracy as f64));
+                    format!(", kNN monitor {:.2} %", 100.0 * r.accuracy)
+                });
                 phase.println(&format!(
-                    "epoch {:>3}: loss {:.4}, {:.0} images/s, {:.1} s",
+                    "epoch {:>3}: loss {:.4}, {:.0} images/s, {:.1} s{}",
                     e.epoch + 1,
                     e.mean_loss,
                     e.images_per_s,
-                    e.seconds
+                    e.seconds,
+                    knn.unwrap_or_default()
                 ));
             }
         }
@@ -348,12 +488,11 @@ pub fn run(exp: &Experiment) -> Result<()> {
 
     // 2. Linear head on the frozen encoder.
     let classifier_started = Instant::now();
-    let norm = exp.kind.normalize();
     model.encoder.set_training(false);
     let labeled_x = extract_features(&*model.encoder, &labeled, &norm, 512);
     let test_x = extract_features(&*model.encoder, &test, &norm, 512);
     let eval_cfg = LinearEvalConfig {
-        epochs: a.classifier_epochs,
+        epochs: exp.classifier_epochs,
         batch_size: a.classifier_batch_size,
         lr: a.classifier_lr,
         seed: a.seed,
@@ -361,7 +500,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
         standardize: !a.raw_features,
     };
     let classes = class_names.len().max(10);
-    let mut phase = Phase::start("classifier", a.classifier_epochs as u64);
+    let mut phase = Phase::start("classifier", exp.classifier_epochs as u64);
     let mut classifier_log = Vec::new();
     let eval = linear_eval_on_features(
         &labeled_x,
@@ -406,7 +545,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
 
     // 3. Clustering baselines on raw pixels of the same split.
     let baselines_started = Instant::now();
-    let baselines = if a.no_baselines {
+    let baselines = if !exp.baselines {
         Vec::new()
     } else {
         println!(
@@ -427,7 +566,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
         }
         reports
     };
-    let baselines_seconds = if a.no_baselines {
+    let baselines_seconds = if !exp.baselines {
         0.0
     } else {
         baselines_started.elapsed().as_secs_f64()
@@ -444,6 +583,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
         test_accuracy: eval.test_accuracy as f64,
         train_accuracy: last.map_or(0.0, |e| e.train_accuracy as f64),
         knn_accuracy,
+        knn_monitor: knn_curve.iter().map(|&(e, a)| (e as usize, a)).collect(),
         per_class_accuracy: eval
             .per_class_accuracy
             .iter()
@@ -479,6 +619,18 @@ pub fn run(exp: &Experiment) -> Result<()> {
             },
         ],
     )?;
+    if !knn_curve.is_empty() {
+        plots::line_chart(
+            &run.file("knn_monitor.png"),
+            "kNN monitor (k = 200, cosine) on held-out training images",
+            "epoch",
+            "accuracy",
+            &[Series {
+                label: "kNN accuracy",
+                points: knn_curve.clone(),
+            }],
+        )?;
+    }
     let curve = |f: fn(&simclr_contrastive::ClassifierEpoch) -> f64| -> Vec<(f64, f64)> {
         eval.epochs
             .iter()
@@ -523,6 +675,45 @@ pub fn run(exp: &Experiment) -> Result<()> {
     print!("{}", report::summary_table(&results, &reference));
     println!("report: {}", run.file("report.md").display());
     Ok(())
+}
+
+/// The kNN monitor's images: a bank of up to 5,000 labeled images and `queries` held-out
+/// training images, outside both the pretraining and the labeled ranges (so neither the
+/// encoder nor the bank has seen them, and the test set stays untouched until the end).
+/// `None` when `queries` is 0 or the training set has no image left over.
+fn knn_monitor_sets(
+    train: &ImageSet,
+    split: &Split,
+    labeled: &ImageSet,
+    queries: usize,
+) -> Result<Option<(ImageSet, ImageSet)>> {
+    const BANK: usize = 5_000;
+    let held_out: Vec<usize> = (0..train.len())
+        .filter(|i| !split.pretrain.contains(i) && !split.labeled.contains(i))
+        .take(queries)
+        .collect();
+    if held_out.is_empty() || labeled.is_empty() {
+        return Ok(None);
+    }
+    let bank = labeled.subset(0..labeled.len().min(BANK))?;
+    Ok(Some((bank, train.select(&held_out)?)))
+}
+
+/// The `preset` recorded in a run directory's `config.json`, if it has one.
+fn preset_of_run(dir: &Path) -> Result<Option<Preset>> {
+    let path = dir.join("config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let config: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    Ok(match config.get("preset") {
+        Some(p) => Some(
+            serde_json::from_value(p.clone())
+                .with_context(|| format!("{}: unknown preset {p}", path.display()))?,
+        ),
+        None => None,
+    })
 }
 
 /// k-means and GMM on the raw pixels of `fit`, scored on `test`.
@@ -611,4 +802,69 @@ fn encoder_of_run(run_dir: &Path) -> Result<SimClr> {
     checkpoint::load(&path, &model, None, &options)
         .with_context(|| format!("cannot load {}", path.display()))?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// The experiment a command line describes.
+    fn parse(line: &str) -> Result<Experiment> {
+        let cli = Cli::try_parse_from(std::iter::once("xtask").chain(line.split_whitespace()))?;
+        match cli.command {
+            Command::Mnist(a) => Experiment::mnist(a),
+            Command::Cifar10(a) => Experiment::cifar10(a),
+            other => panic!("not an experiment: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn report_preset_is_the_report_protocol() {
+        let e = parse("cifar10 --preset report").unwrap();
+        assert_eq!(e.recipe, Recipe::Report);
+        assert_eq!((e.epochs, e.batch_size, e.classifier_epochs), (10, 128, 30));
+        assert_eq!((e.temperature, e.lr), (0.5, 1e-3));
+        assert_eq!(e.optimizer, OptimizerKind::Adam);
+        assert_eq!(e.schedule, ScheduleKind::Constant);
+        assert_eq!(e.resnet.as_ref().map(|r| r.1), Some(64));
+        let m = parse("mnist --preset report").unwrap();
+        assert_eq!((m.recipe, m.batch_size), (Recipe::Report, 256));
+    }
+
+    #[test]
+    fn flags_override_the_preset() {
+        let e = parse("cifar10 --preset cpu-hour --epochs 3 --width 8 --temperature 0.7").unwrap();
+        assert_eq!(e.preset, Preset::CpuHour);
+        assert_eq!((e.epochs, e.temperature), (3, 0.7));
+        assert_eq!(e.resnet.as_ref().map(|r| r.1), Some(8));
+        let d = Defaults::of(Preset::CpuHour, DatasetKind::Cifar10).unwrap();
+        assert_eq!(
+            (e.batch_size, e.lr, e.recipe),
+            (d.batch_size, d.lr, d.recipe)
+        );
+    }
+
+    #[test]
+    fn an_optimizer_flag_brings_its_schedule_unless_one_is_given() {
+        let e = parse("mnist --optimizer lars --lr 1.0").unwrap();
+        assert_eq!(e.schedule, ScheduleKind::WarmupCosine);
+        let e = parse("mnist --optimizer lars --schedule constant").unwrap();
+        assert_eq!(e.schedule, ScheduleKind::Constant);
+    }
+
+    #[test]
+    fn presets_of_the_other_dataset_and_bad_values_are_refused() {
+        let err = |line: &str| parse(line).unwrap_err().to_string();
+        assert!(err("mnist --preset cpu-hour").contains("CIFAR-10"));
+        assert!(err("cifar10 --preset best").contains("MNIST"));
+        assert!(err("mnist --temperature inf").contains("--temperature"));
+        assert!(err("mnist --temperature 0").contains("--temperature"));
+        assert!(err("mnist --lr NaN").contains("--lr"));
+        assert!(err("mnist --crop-scale 1.5").contains("--crop-scale"));
+        assert!(err("cifar10 --width 0").contains("--width"));
+        assert!(err("mnist --epochs 0").contains("--epochs"));
+    }
 }

@@ -62,6 +62,9 @@ pub struct Results {
     pub train_accuracy: f64,
     /// kNN accuracy on frozen features, when computed.
     pub knn_accuracy: Option<f64>,
+    /// The kNN monitor after each pretraining epoch: (epochs done, accuracy on held-out
+    /// training images).
+    pub knn_monitor: Vec<(usize, f64)>,
     /// Test accuracy per class (fraction).
     pub per_class_accuracy: Vec<f64>,
     /// Confusion matrix, rows = true class, columns = predicted.
@@ -161,7 +164,17 @@ pub fn markdown(
         r.final_pretrain_loss,
         pct(r.train_accuracy)
     );
-    md += "## Plots\n\n![pretraining loss](pretrain_loss.png)\n\n![classifier](classifier.png)\n\n![confusion matrix](confusion.png)\n\n";
+    if let Some(&(epochs, acc)) = r.knn_monitor.last() {
+        md += &format!(
+            "The kNN monitor (held-out training images) read {} after epoch {epochs}.\n\n",
+            pct(acc)
+        );
+    }
+    md += "## Plots\n\n![pretraining loss](pretrain_loss.png)\n\n";
+    if !r.knn_monitor.is_empty() {
+        md += "![kNN monitor](knn_monitor.png)\n\n";
+    }
+    md += "![classifier](classifier.png)\n\n![confusion matrix](confusion.png)\n\n";
     md += "## Test accuracy per class\n\n| class | accuracy |\n|---|---:|\n";
     for (i, a) in r.per_class_accuracy.iter().enumerate() {
         let name = class_names.get(i).cloned().unwrap_or_else(|| i.to_string());

@@ -290,3 +290,32 @@ fn degenerate_images_do_not_panic() {
         }
     }
 }
+
+#[test]
+fn with_crop_scale_sets_the_smallest_crop_of_both_views_only() {
+    let aug = Augmenter::new(Recipe::Simclr, DatasetKind::Cifar10, 0).with_crop_scale(0.2);
+    let crops: Vec<&RandomResizedCrop> = aug
+        .pipelines
+        .iter()
+        .flat_map(|p| &p.steps)
+        .filter_map(|s| match &s.op {
+            Op::ResizedCrop(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(crops.len(), 2);
+    for c in crops {
+        assert_eq!(c.scale, (0.2, 1.0));
+    }
+    // Everything else is the recipe's.
+    let plain = Augmenter::new(Recipe::Simclr, DatasetKind::Cifar10, 0);
+    for (a, b) in aug.pipelines.iter().zip(&plain.pipelines) {
+        assert_eq!(a.steps.len(), b.steps.len());
+        for (x, y) in a.steps.iter().zip(&b.steps) {
+            assert_eq!(x.p, y.p);
+            if !matches!(x.op, Op::ResizedCrop(_)) {
+                assert_eq!(x.op, y.op);
+            }
+        }
+    }
+}
