@@ -59,6 +59,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             if let Some(t) = args.threads {
                 cmd.args(["--threads", &t.to_string()]);
             }
+            cmd.args(["--image-size", &args.image_size.to_string()]);
             let out = cmd
                 .output()
                 .context("cannot start the bench child process")?;
@@ -96,11 +97,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// Times `steps` training steps of `model` after `warmup` untimed ones.
 fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
     let mut rng = StdRng::seed_from_u64(0);
+    let side = args.image_size;
     let (simclr, batch, image) = match model {
         "mnist" => (SimClr::mnist(&mut rng), 256, [1, 28, 28]),
-        "resnet18" => (SimClr::resnet18(64, &mut rng), 128, [3, 32, 32]),
-        "resnet18-w32" => (SimClr::resnet18(32, &mut rng), 128, [3, 32, 32]),
-        "resnet18-w16" => (SimClr::resnet18(16, &mut rng), 128, [3, 32, 32]),
+        "resnet18" => (SimClr::resnet18(64, &mut rng), 128, [3, side, side]),
+        "resnet18-w32" => (SimClr::resnet18(32, &mut rng), 128, [3, side, side]),
+        "resnet18-w16" => (SimClr::resnet18(16, &mut rng), 128, [3, side, side]),
         other => bail!(
             "unknown bench model `{other}` (expected mnist, resnet18, resnet18-w32 or resnet18-w16)"
         ),

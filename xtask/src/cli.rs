@@ -110,6 +110,10 @@ pub struct ExperimentArgs {
     /// Smallest area fraction of the random resized crop, e.g. 0.2 [default: the recipe's].
     #[arg(long)]
     pub crop_scale: Option<f32>,
+    /// CIFAR-10: pretrain on views of this many pixels square (the crop resizes to it; the
+    /// frozen encoder still sees whole 32-pixel images) [default: from the preset, else 32].
+    #[arg(long)]
+    pub view_size: Option<usize>,
     /// Train-set index range for pretraining, e.g. `0..24000` [default: the report's split].
     #[arg(long)]
     pub pretrain_range: Option<String>,
@@ -233,6 +237,9 @@ pub struct BenchArgs {
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Side of the ResNets' square input images.
+    #[arg(long, default_value_t = 32)]
+    pub image_size: usize,
 }
 
 /// `cargo xtask show-augment`.

@@ -42,6 +42,8 @@ struct Defaults {
     schedule: ScheduleKind,
     recipe: Recipe,
     crop_scale: Option<f32>,
+    /// Side of the pretraining views (`None`: the images' own).
+    view_size: Option<usize>,
     /// CIFAR-10 only: the ResNet's base width.
     width: usize,
     /// Whether the k-means / GMM baselines run (`--no-baselines` turns them off).
@@ -65,6 +67,7 @@ impl Defaults {
             schedule: ScheduleKind::Constant,
             recipe: Recipe::Report,
             crop_scale: None,
+            view_size: None,
             width: 64,
             baselines: true,
         };
@@ -108,6 +111,7 @@ pub struct Experiment {
     schedule: ScheduleKind,
     recipe: Recipe,
     crop_scale: Option<f32>,
+    view_size: Option<usize>,
     baselines: bool,
     split: Split,
     /// CIFAR-10 only: depth, base width, initial weights.
@@ -180,6 +184,16 @@ impl Experiment {
                 bail!("--crop-scale must be in (0, 1], got {c}");
             }
         }
+        let view_size = args.view_size.or(d.view_size);
+        match (view_size, kind) {
+            (Some(_), DatasetKind::Mnist) => {
+                bail!("--view-size is for CIFAR-10's ResNets; the MNIST encoder needs 28×28")
+            }
+            (Some(s), _) if !(8..=256).contains(&s) => {
+                bail!("--view-size must be between 8 and 256 pixels, got {s}")
+            }
+            _ => {}
+        }
         let optimizer = args.optimizer.unwrap_or(d.optimizer);
         let schedule = args.schedule.unwrap_or(match (args.optimizer, optimizer) {
             // An optimizer chosen on the command line brings its usual schedule.
@@ -209,6 +223,7 @@ impl Experiment {
             schedule,
             recipe,
             crop_scale,
+            view_size,
             baselines: d.baselines && !args.no_baselines,
             args,
             split,
@@ -288,11 +303,14 @@ impl Experiment {
 
     /// The two-view augmenter of the run's recipe, with `--crop-scale` applied.
     fn augmenter(&self) -> Augmenter {
-        let augmenter = Augmenter::new(self.recipe, self.kind, self.args.seed);
-        match self.crop_scale {
-            Some(min) => augmenter.with_crop_scale(min),
-            None => augmenter,
+        let mut augmenter = Augmenter::new(self.recipe, self.kind, self.args.seed);
+        if let Some(min) = self.crop_scale {
+            augmenter = augmenter.with_crop_scale(min);
         }
+        if let Some(size) = self.view_size {
+            augmenter = augmenter.with_view_size(size);
+        }
+        augmenter
     }
 
     fn settings(&self) -> serde_json::Value {
@@ -303,6 +321,7 @@ impl Experiment {
             "encoder": self.encoder_name(),
             "recipe": self.recipe.name(),
             "crop_scale": self.crop_scale,
+            "view_size": self.view_size,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "temperature": self.temperature,
@@ -866,5 +885,7 @@ mod tests {
         assert!(err("mnist --crop-scale 1.5").contains("--crop-scale"));
         assert!(err("cifar10 --width 0").contains("--width"));
         assert!(err("mnist --epochs 0").contains("--epochs"));
+        assert!(err("mnist --view-size 24").contains("--view-size"));
+        assert!(err("cifar10 --view-size 4").contains("--view-size"));
     }
 }

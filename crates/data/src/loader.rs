@@ -130,7 +130,7 @@ impl Loader {
         if set.is_empty() {
             return Err(DataError::Invalid("the loader's image set is empty".into()));
         }
-        aug.check_shape(set.shape())?;
+        aug.view_shape(set.shape())?;
         Ok(Loader {
             set,
             aug: Arc::new(aug),
@@ -260,7 +260,7 @@ fn make_batch(
         indices,
         data,
         views: cfg.views,
-        shape: set.shape(),
+        shape: aug.view_shape(set.shape()).unwrap_or(set.shape()),
     })
 }
 

@@ -319,3 +319,32 @@ fn with_crop_scale_sets_the_smallest_crop_of_both_views_only() {
         }
     }
 }
+
+#[test]
+fn smaller_views_stack_and_the_loader_reports_their_shape() {
+    let set = random_set(6, 3, 32);
+    let aug = Augmenter::new(Recipe::Simclr, DatasetKind::Cifar10, 3).with_view_size(24);
+    assert_eq!(aug.view_shape([3, 32, 32]).unwrap(), [3, 24, 24]);
+    let views = aug.two_views(&set, &[0, 1, 2], 0).unwrap();
+    assert_eq!(views.len(), 2 * 3 * 3 * 24 * 24);
+    assert!(views.iter().all(|v| v.is_finite()));
+    let loader =
+        crate::Loader::new(set, aug, crate::LoaderConfig::two_views(3)).expect("a valid loader");
+    let batch = loader.epoch(0).next().expect("one batch");
+    assert_eq!(batch.dims(), [6, 3, 24, 24]);
+    assert_eq!(batch.data.len(), 6 * 3 * 24 * 24);
+}
+
+#[test]
+fn views_that_could_differ_in_size_are_refused() {
+    // The report's recipe keeps view 0 whole: resizing view 1 alone cannot stack.
+    let aug = Augmenter::new(Recipe::Report, DatasetKind::Cifar10, 0).with_view_size(24);
+    let err = aug.view_shape([3, 32, 32]).unwrap_err().to_string();
+    assert!(err.contains("probability below 1"), "{err}");
+    let mut aug = Augmenter::new(Recipe::Simclr, DatasetKind::Cifar10, 0);
+    if let Op::ResizedCrop(c) = &mut aug.pipelines[1].steps[0].op {
+        c.size = Some((24, 24));
+    }
+    let err = aug.view_shape([3, 32, 32]).unwrap_err().to_string();
+    assert!(err.contains("must match"), "{err}");
+}
