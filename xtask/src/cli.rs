@@ -114,6 +114,11 @@ pub struct ExperimentArgs {
     /// frozen encoder still sees whole 32-pixel images) [default: from the preset, else 32].
     #[arg(long)]
     pub view_size: Option<usize>,
+    /// With `--view-size`: the last N epochs see views of the images' own size, so the encoder
+    /// and its BatchNorm statistics end at the size they are evaluated at (progressive
+    /// resizing) [default: from the preset, else 0].
+    #[arg(long)]
+    pub full_size_epochs: Option<usize>,
     /// Train-set index range for pretraining, e.g. `0..24000` [default: the report's split].
     #[arg(long)]
     pub pretrain_range: Option<String>,

@@ -10,7 +10,7 @@ use serde_json::json;
 use simclr_baselines::{run_baselines, BaselineConfig, Features, Method};
 use simclr_contrastive::{
     extract_features, knn_accuracy, knn_eval, linear_eval_on_features, pretrain, read_run_state,
-    resume, KnnConfig, LinearEvalConfig, PretrainConfig, SimClr, TrainEvent,
+    resume, KnnConfig, LinearEvalConfig, PretrainConfig, PretrainSummary, SimClr, TrainEvent,
 };
 use simclr_data::{
     load_cifar10, load_mnist, resolve_data_dir, Augmenter, DatasetKind, Downloader, ImageSet,
@@ -44,6 +44,8 @@ struct Defaults {
     crop_scale: Option<f32>,
     /// Side of the pretraining views (`None`: the images' own).
     view_size: Option<usize>,
+    /// Last epochs that see full-size views when `view_size` is set.
+    full_size_epochs: usize,
     /// CIFAR-10 only: the ResNet's base width.
     width: usize,
     /// Whether the k-means / GMM baselines run (`--no-baselines` turns them off).
@@ -68,6 +70,7 @@ impl Defaults {
             recipe: Recipe::Report,
             crop_scale: None,
             view_size: None,
+            full_size_epochs: 0,
             width: 64,
             baselines: true,
         };
@@ -81,9 +84,17 @@ impl Defaults {
                 recipe: Recipe::Simclr,
                 ..report
             },
+            // docs/recipes.md tells how each choice was made.
             (Preset::CpuHour, DatasetKind::Cifar10) => Defaults {
                 recipe: Recipe::Simclr,
                 width: 16,
+                temperature: 0.2,
+                schedule: ScheduleKind::WarmupCosine,
+                epochs: 60,
+                view_size: Some(16),
+                full_size_epochs: 4,
+                classifier_epochs: 100,
+                baselines: false,
                 ..report
             },
             (Preset::Best, DatasetKind::Cifar10) => {
@@ -112,6 +123,7 @@ pub struct Experiment {
     recipe: Recipe,
     crop_scale: Option<f32>,
     view_size: Option<usize>,
+    full_size_epochs: usize,
     baselines: bool,
     split: Split,
     /// CIFAR-10 only: depth, base width, initial weights.
@@ -224,6 +236,7 @@ impl Experiment {
             recipe,
             crop_scale,
             view_size,
+            full_size_epochs: args.full_size_epochs.unwrap_or(d.full_size_epochs),
             baselines: d.baselines && !args.no_baselines,
             args,
             split,
@@ -301,13 +314,22 @@ impl Experiment {
         }
     }
 
-    /// The two-view augmenter of the run's recipe, with `--crop-scale` applied.
-    fn augmenter(&self) -> Augmenter {
+    /// Epochs that see views of `view_size` before the full-size ones (0 without a view size).
+    fn small_view_epochs(&self) -> usize {
+        match self.view_size {
+            Some(_) => self.epochs.saturating_sub(self.full_size_epochs),
+            None => 0,
+        }
+    }
+
+    /// The two-view augmenter of the run's recipe, with `--crop-scale` applied and, if
+    /// `small`, `--view-size`.
+    fn augmenter(&self, small: bool) -> Augmenter {
         let mut augmenter = Augmenter::new(self.recipe, self.kind, self.args.seed);
         if let Some(min) = self.crop_scale {
             augmenter = augmenter.with_crop_scale(min);
         }
-        if let Some(size) = self.view_size {
+        if let Some(size) = self.view_size.filter(|_| small) {
             augmenter = augmenter.with_view_size(size);
         }
         augmenter
@@ -322,6 +344,7 @@ impl Experiment {
             "recipe": self.recipe.name(),
             "crop_scale": self.crop_scale,
             "view_size": self.view_size,
+            "full_size_epochs": self.full_size_epochs,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "temperature": self.temperature,
@@ -404,11 +427,15 @@ pub fn run(exp: &Experiment) -> Result<()> {
     // 1. SimCLR pretraining.
     let model = exp.build_model()?;
     let mut optimizer = exp.optimizer(model.parameters());
-    let loader = Loader::new(
-        pretrain_set.clone(),
-        exp.augmenter(),
-        LoaderConfig::two_views(exp.batch_size.min(pretrain_set.len())),
-    )?;
+    let loader_of = |small: bool| {
+        Loader::new(
+            pretrain_set.clone(),
+            exp.augmenter(small),
+            LoaderConfig::two_views(exp.batch_size.min(pretrain_set.len())),
+        )
+    };
+    let loader = loader_of(false)?;
+    let small_epochs = exp.small_view_epochs();
     let cfg = PretrainConfig {
         epochs: exp.epochs,
         temperature: exp.temperature,
@@ -422,6 +449,8 @@ pub fn run(exp: &Experiment) -> Result<()> {
     let mut step_losses: Vec<(f64, f64)> = Vec::new();
     let mut epoch_losses: Vec<(f64, f64)> = Vec::new();
     let mut knn_curve: Vec<(f64, f64)> = Vec::new();
+    // At most about 20 monitor points per run, and always the last epoch.
+    let monitor_every = exp.epochs.div_ceil(20);
     let mut log_error = None;
     let on_event = |event: &TrainEvent| {
         let record = serde_json::to_value(event).unwrap_or_default();
@@ -435,7 +464,13 @@ pub fn run(exp: &Experiment) -> Result<()> {
                 resumed,
                 ..
             } => {
-                if *resumed {
+                if *start_epoch == small_epochs && small_epochs > 0 {
+                    phase.println(&format!(
+                        "epochs {}..{}: full-size views",
+                        start_epoch + 1,
+                        exp.epochs
+                    ));
+                } else if *resumed {
                     phase.println(&format!("resuming at epoch {}", start_epoch + 1));
                 }
                 phase.update((start_epoch * steps_per_epoch) as u64, "");
@@ -455,7 +490,8 @@ pub fn run(exp: &Experiment) -> Result<()> {
             TrainEvent::Epoch(e) => {
                 // An epoch's mean belongs at its middle on the per-step axis.
                 epoch_losses.push((e.epoch as f64 + 0.5, e.mean_loss as f64));
-                let knn = monitor.as_ref().map(|(bank, queries)| {
+                let due = (e.epoch + 1) % monitor_every == 0 || e.epoch + 1 == exp.epochs;
+                let knn = monitor.as_ref().filter(|_| due).map(|(bank, queries)| {
                     let started = Instant::now();
                     let r = knn_eval(&*model.encoder, bank, queries, &norm, &KnnConfig::default());
                     let seconds = started.elapsed().as_secs_f64();
@@ -478,12 +514,44 @@ pub fn run(exp: &Experiment) -> Result<()> {
             }
         }
     };
-    let summary = if a.resume.is_some() {
-        resume(&model, optimizer.as_mut(), &loader, &cfg, on_event)
-    } else {
-        pretrain(&model, optimizer.as_mut(), &loader, &cfg, on_event)
+    // Small views first (if any), then full-size ones: the second part continues the first
+    // exactly as a resumed run would, from the checkpoint the first part ended on.
+    let mut on_event = on_event;
+    let mut resuming = a.resume.is_some();
+    let mut summary: Option<PretrainSummary> = None;
+    if small_epochs > 0 {
+        let small = PretrainConfig {
+            epochs: small_epochs,
+            ..cfg.clone()
+        };
+        let small_loader = loader_of(true)?;
+        summary = Some(
+            if resuming {
+                resume(&model, optimizer.as_mut(), &small_loader, &small, &mut on_event)
+            } else {
+                pretrain(&model, optimizer.as_mut(), &small_loader, &small, &mut on_event)
+            }
+            .context("pretraining stopped")?,
+        );
+        resuming = true;
     }
-    .context("pretraining stopped")?;
+    if small_epochs < exp.epochs {
+        let then = if resuming {
+            resume(&model, optimizer.as_mut(), &loader, &cfg, &mut on_event)
+        } else {
+            pretrain(&model, optimizer.as_mut(), &loader, &cfg, &mut on_event)
+        }
+        .context("pretraining stopped")?;
+        summary = Some(match summary {
+            Some(first) => PretrainSummary {
+                epochs: [first.epochs, then.epochs].concat(),
+                state: then.state,
+                seconds: first.seconds + then.seconds,
+            },
+            None => then,
+        });
+    }
+    let summary = summary.expect("at least one epoch to run");
     if let Some(e) = log_error {
         return Err(e.context("cannot write metrics.jsonl"));
     }
