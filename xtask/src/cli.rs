@@ -131,9 +131,9 @@ pub struct ExperimentArgs {
     /// Caps every subset (pretraining, labeled, test) at N images, for quick runs.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Seed of every random choice (weights, shuffles, augmentations).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of every random choice (weights, shuffles, augmentations) [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -143,9 +143,14 @@ pub struct ExperimentArgs {
     /// Run directory [default: runs/<dataset>-<time>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint.
+    /// Continue the run in this directory from its last checkpoint (its settings are kept; a
+    /// flag that contradicts them is refused).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Start over in a run directory that holds an earlier run (its log and checkpoint are
+    /// removed; without this flag such a directory is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Skip the k-means / GMM baselines.
     #[arg(long)]
     pub no_baselines: bool,

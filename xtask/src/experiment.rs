@@ -13,364 +13,18 @@ use simclr_contrastive::{
     resume, KnnConfig, LinearEvalConfig, PretrainConfig, PretrainSummary, SimClr, TrainEvent,
 };
 use simclr_data::{
-    load_cifar10, load_mnist, resolve_data_dir, Augmenter, DatasetKind, Downloader, ImageSet,
-    Loader, LoaderConfig, Recipe, Split,
+    load_cifar10, load_mnist, resolve_data_dir, DatasetKind, Downloader, ImageSet, Loader,
+    LoaderConfig, Split,
 };
 use simclr_nn::checkpoint::{self, LoadOptions};
-use simclr_nn::{Adam, AdamConfig, Lars, LarsConfig, Module, Optimizer, Schedule, Sgd, SgdConfig};
+use simclr_nn::Module;
 
-use crate::cli::{
-    Arch, BaselinesArgs, CifarArgs, ExperimentArgs, MnistArgs, OptimizerKind, Preset, ScheduleKind,
-};
+use crate::cli::BaselinesArgs;
 use crate::plots::{self, Series};
 use crate::progress::Phase;
 use crate::report::{self, Reference, Results};
-use crate::run_dir::{git_commit, RunDir};
-
-/// Images per MNIST "chunk" in the report's splits.
-const MNIST_CHUNK: usize = 6_000;
-
-/// The settings a preset gives to every option the user did not set.
-#[derive(Clone, Debug)]
-struct Defaults {
-    epochs: usize,
-    classifier_epochs: usize,
-    batch_size: usize,
-    temperature: f32,
-    optimizer: OptimizerKind,
-    lr: f32,
-    schedule: ScheduleKind,
-    recipe: Recipe,
-    crop_scale: Option<f32>,
-    /// Side of the pretraining views (`None`: the images' own).
-    view_size: Option<usize>,
-    /// Last epochs that see full-size views when `view_size` is set.
-    full_size_epochs: usize,
-    /// CIFAR-10 only: the ResNet's base width.
-    width: usize,
-    /// Whether the k-means / GMM baselines run (`--no-baselines` turns them off).
-    baselines: bool,
-}
-
-impl Defaults {
-    /// The defaults of `preset` for `kind`; an error for a preset of the other dataset.
-    fn of(preset: Preset, kind: DatasetKind) -> Result<Defaults> {
-        // The report's protocol; the other presets are written as changes to it.
-        let report = Defaults {
-            epochs: 10,
-            classifier_epochs: 30,
-            batch_size: match kind {
-                DatasetKind::Mnist => 256,
-                DatasetKind::Cifar10 => 128,
-            },
-            temperature: 0.5,
-            optimizer: OptimizerKind::Adam,
-            lr: 1e-3,
-            schedule: ScheduleKind::Constant,
-            recipe: Recipe::Report,
-            crop_scale: None,
-            view_size: None,
-            full_size_epochs: 0,
-            width: 64,
-            baselines: true,
-        };
-        Ok(match (preset, kind) {
-            (Preset::Report, _) => report,
-            (Preset::Simclr, _) => Defaults {
-                recipe: Recipe::Simclr,
-                ..report
-            },
-            (Preset::Best, DatasetKind::Mnist) => Defaults {
-                recipe: Recipe::Simclr,
-                ..report
-            },
-            // docs/recipes.md tells how each choice was made.
-            (Preset::CpuHour, DatasetKind::Cifar10) => Defaults {
-                recipe: Recipe::Simclr,
-                width: 16,
-                temperature: 0.2,
-                schedule: ScheduleKind::WarmupCosine,
-                epochs: 60,
-                view_size: Some(16),
-                full_size_epochs: 4,
-                classifier_epochs: 100,
-                baselines: false,
-                ..report
-            },
-            (Preset::Best, DatasetKind::Cifar10) => {
-                bail!("--preset best is MNIST's; CIFAR-10's budget preset is cpu-hour")
-            }
-            (Preset::CpuHour, DatasetKind::Mnist) => {
-                bail!("--preset cpu-hour is CIFAR-10's; MNIST's is best")
-            }
-        })
-    }
-}
-
-/// Everything that defines one run: the preset's defaults with the flags given on top.
-#[derive(Debug)]
-pub struct Experiment {
-    kind: DatasetKind,
-    args: ExperimentArgs,
-    preset: Preset,
-    epochs: usize,
-    classifier_epochs: usize,
-    batch_size: usize,
-    temperature: f32,
-    optimizer: OptimizerKind,
-    lr: f32,
-    schedule: ScheduleKind,
-    recipe: Recipe,
-    crop_scale: Option<f32>,
-    view_size: Option<usize>,
-    full_size_epochs: usize,
-    baselines: bool,
-    split: Split,
-    /// CIFAR-10 only: depth, base width, initial weights.
-    resnet: Option<(Arch, usize, Option<std::path::PathBuf>)>,
-}
-
-impl Experiment {
-    /// The MNIST experiment from its command-line arguments.
-    pub fn mnist(args: MnistArgs) -> Result<Experiment> {
-        Experiment::new(DatasetKind::Mnist, args.common, None)
-    }
-
-    /// The CIFAR-10 experiment from its command-line arguments.
-    pub fn cifar10(args: CifarArgs) -> Result<Experiment> {
-        Experiment::new(
-            DatasetKind::Cifar10,
-            args.common,
-            Some((args.arch, args.width, args.pretrained)),
-        )
-    }
-
-    fn new(
-        kind: DatasetKind,
-        args: ExperimentArgs,
-        resnet: Option<(Arch, Option<usize>, Option<std::path::PathBuf>)>,
-    ) -> Result<Experiment> {
-        let preset = match (args.preset, &args.resume) {
-            (Some(p), _) => p,
-            // A resumed run keeps the preset it was started with.
-            (None, Some(dir)) => preset_of_run(dir)?.unwrap_or(Preset::Simclr),
-            (None, None) => Preset::Simclr,
-        };
-        let d = Defaults::of(preset, kind)?;
-        let recipe: Recipe = match &args.recipe {
-            Some(r) => r.parse().map_err(|e| anyhow::anyhow!("--recipe: {e}"))?,
-            None => d.recipe,
-        };
-        let report = Split::report(kind);
-        let mut split = report.clone();
-        if kind == DatasetKind::Mnist && args.labeled_chunks != 1 {
-            if args.labeled_chunks == 0 {
-                bail!("--labeled-chunks must be at least 1");
-            }
-            split.labeled =
-                report.labeled.start..report.labeled.start + args.labeled_chunks * MNIST_CHUNK;
-        }
-        if let Some(r) = &args.pretrain_range {
-            split.pretrain = simclr_data::parse_range(r)
-                .map_err(|e| anyhow::anyhow!("--pretrain-range: {e}"))?;
-        }
-        if let Some(r) = &args.labeled_range {
-            split.labeled =
-                simclr_data::parse_range(r).map_err(|e| anyhow::anyhow!("--labeled-range: {e}"))?;
-        }
-        let epochs = args.epochs.unwrap_or(d.epochs);
-        if epochs == 0 {
-            bail!("--epochs must be at least 1");
-        }
-        let temperature = args.temperature.unwrap_or(d.temperature);
-        if !(temperature.is_finite() && temperature > 0.0) {
-            bail!("--temperature must be positive and finite, got {temperature}");
-        }
-        let lr = args.lr.unwrap_or(d.lr);
-        if !(lr.is_finite() && lr > 0.0) {
-            bail!("--lr must be positive and finite, got {lr}");
-        }
-        let crop_scale = args.crop_scale.or(d.crop_scale);
-        if let Some(c) = crop_scale {
-            if !(c > 0.0 && c <= 1.0) {
-                bail!("--crop-scale must be in (0, 1], got {c}");
-            }
-        }
-        let view_size = args.view_size.or(d.view_size);
-        match (view_size, kind) {
-            (Some(_), DatasetKind::Mnist) => {
-                bail!("--view-size is for CIFAR-10's ResNets; the MNIST encoder needs 28×28")
-            }
-            (Some(s), _) if !(8..=256).contains(&s) => {
-                bail!("--view-size must be between 8 and 256 pixels, got {s}")
-            }
-            _ => {}
-        }
-        let optimizer = args.optimizer.unwrap_or(d.optimizer);
-        let schedule = args.schedule.unwrap_or(match (args.optimizer, optimizer) {
-            // An optimizer chosen on the command line brings its usual schedule.
-            (Some(OptimizerKind::Sgd | OptimizerKind::Lars), _) => ScheduleKind::WarmupCosine,
-            (Some(_), _) => ScheduleKind::Constant,
-            (None, _) => d.schedule,
-        });
-        let resnet = match resnet {
-            None => None,
-            Some((arch, width, pretrained)) => {
-                let width = width.unwrap_or(d.width);
-                if width == 0 {
-                    bail!("--width must be at least 1");
-                }
-                Some((arch, width, pretrained))
-            }
-        };
-        Ok(Experiment {
-            kind,
-            preset,
-            epochs,
-            classifier_epochs: args.classifier_epochs.unwrap_or(d.classifier_epochs),
-            batch_size: args.batch_size.unwrap_or(d.batch_size),
-            temperature,
-            optimizer,
-            lr,
-            schedule,
-            recipe,
-            crop_scale,
-            view_size,
-            full_size_epochs: args.full_size_epochs.unwrap_or(d.full_size_epochs),
-            baselines: d.baselines && !args.no_baselines,
-            args,
-            split,
-            resnet,
-        })
-    }
-
-    fn name(&self) -> &'static str {
-        match self.kind {
-            DatasetKind::Mnist => "mnist",
-            DatasetKind::Cifar10 => "cifar10",
-        }
-    }
-
-    fn encoder_name(&self) -> String {
-        match &self.resnet {
-            None => "MNIST CNN (Conv 1→32, Conv 32→64, Linear 3136→128)".into(),
-            Some((arch, width, _)) => {
-                format!("{arch:?} (CIFAR stem, base width {width})").to_lowercase()
-            }
-        }
-    }
-
-    fn build_model(&self) -> Result<SimClr> {
-        let mut rng = StdRng::seed_from_u64(self.args.seed);
-        let model = match &self.resnet {
-            None => SimClr::mnist(&mut rng),
-            Some((Arch::Resnet18, w, _)) => SimClr::resnet18(*w, &mut rng),
-            Some((Arch::Resnet34, w, _)) => SimClr::resnet34(*w, &mut rng),
-        };
-        if let Some((_, _, Some(path))) = &self.resnet {
-            let loaded = checkpoint::load(
-                path,
-                &*model.encoder,
-                None,
-                &LoadOptions::torchvision_resnet(),
-            )
-            .with_context(|| format!("cannot load the pretrained weights {}", path.display()))?;
-            println!(
-                "loaded {} tensors from {}",
-                loaded.loaded.len(),
-                path.display()
-            );
-            for (key, why) in &loaded.skipped {
-                println!("  skipped {key}: {why}");
-            }
-        }
-        Ok(model)
-    }
-
-    fn optimizer(&self, params: Vec<simclr_tensor::Tensor>) -> Box<dyn Optimizer> {
-        let lr = self.lr;
-        match self.optimizer {
-            OptimizerKind::Adam => Box::new(Adam::new(params, AdamConfig::adam(lr))),
-            OptimizerKind::Adamw => Box::new(Adam::new(params, AdamConfig::adamw(lr, 1e-4))),
-            OptimizerKind::Sgd => Box::new(Sgd::new(
-                params,
-                SgdConfig::new(lr)
-                    .momentum(0.9)
-                    .nesterov(true)
-                    .weight_decay(5e-4),
-            )),
-            OptimizerKind::Lars => Box::new(Lars::new(params, LarsConfig::simclr(lr))),
-        }
-    }
-
-    /// The learning rate of every step of the run.
-    fn schedule(&self, steps_per_epoch: usize) -> Schedule {
-        match self.schedule {
-            ScheduleKind::Constant => Schedule::Constant(self.lr),
-            ScheduleKind::WarmupCosine => {
-                let total = steps_per_epoch * self.epochs;
-                Schedule::warmup_cosine(self.lr, (total / 10).max(1), total)
-            }
-        }
-    }
-
-    /// Epochs that see views of `view_size` before the full-size ones (0 without a view size).
-    fn small_view_epochs(&self) -> usize {
-        match self.view_size {
-            Some(_) => self.epochs.saturating_sub(self.full_size_epochs),
-            None => 0,
-        }
-    }
-
-    /// The two-view augmenter of the run's recipe, with `--crop-scale` applied and, if
-    /// `small`, `--view-size`.
-    fn augmenter(&self, small: bool) -> Augmenter {
-        let mut augmenter = Augmenter::new(self.recipe, self.kind, self.args.seed);
-        if let Some(min) = self.crop_scale {
-            augmenter = augmenter.with_crop_scale(min);
-        }
-        if let Some(size) = self.view_size.filter(|_| small) {
-            augmenter = augmenter.with_view_size(size);
-        }
-        augmenter
-    }
-
-    fn settings(&self) -> serde_json::Value {
-        let a = &self.args;
-        json!({
-            "dataset": self.name(),
-            "preset": self.preset,
-            "encoder": self.encoder_name(),
-            "recipe": self.recipe.name(),
-            "crop_scale": self.crop_scale,
-            "view_size": self.view_size,
-            "full_size_epochs": self.full_size_epochs,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "temperature": self.temperature,
-            "optimizer": format!("{:?}", self.optimizer).to_lowercase(),
-            "lr": self.lr,
-            "schedule": self.schedule,
-            "classifier_epochs": self.classifier_epochs,
-            "classifier_batch_size": a.classifier_batch_size,
-            "classifier_lr": a.classifier_lr,
-            "pretrain_range": format!("{:?}", self.split.pretrain),
-            "labeled_range": format!("{:?}", self.split.labeled),
-            "limit": a.limit,
-            "seed": a.seed,
-            "threads": rayon::current_num_threads(),
-            "baselines": self.baselines,
-            "knn": a.knn,
-            "knn_monitor": a.knn_monitor,
-            "standardized_features": !a.raw_features,
-            "resnet": self.resnet.as_ref().map(|(arch, w, p)| json!({
-                "arch": format!("{arch:?}").to_lowercase(), "width": w,
-                "pretrained": p.as_ref().map(|p| p.display().to_string()),
-            })),
-            "git_commit": git_commit(),
-        })
-    }
-}
+use crate::run_dir::{Claim, RunDir};
+use crate::settings::{check_same_run, Experiment};
 
 /// Loads a dataset from `dir`, downloading missing files from the public mirrors.
 pub fn load_dataset(kind: DatasetKind, dir: &Path) -> Result<(ImageSet, ImageSet)> {
@@ -407,14 +61,25 @@ pub fn run(exp: &Experiment) -> Result<()> {
     let class_names = train.class_names.clone();
     let sizes = [pretrain_set.len(), labeled.len(), test.len()];
 
-    let mut run = RunDir::open(a.resume.as_deref().or(a.out.as_deref()), exp.name())?;
-    if a.resume.is_some() && read_run_state(&run.path)?.is_none() {
-        bail!(
-            "--resume {}: there is no checkpoint to resume from",
-            run.path.display()
-        );
-    }
-    run.write_json("config.json", &exp.settings())?;
+    // Every check that can refuse the command comes before anything is written.
+    let path = RunDir::path_for(a.resume.as_deref().or(a.out.as_deref()), exp.name());
+    let settings = exp.settings();
+    let claim = if a.resume.is_some() {
+        if read_run_state(&path)?.is_none() {
+            bail!(
+                "--resume {}: there is no checkpoint to resume from",
+                path.display()
+            );
+        }
+        check_same_run(&path, &settings)?;
+        Claim::Resume
+    } else {
+        Claim::New {
+            overwrite: a.overwrite,
+        }
+    };
+    let mut run = RunDir::open(path, claim)?;
+    run.write_json("config.json", &settings)?;
     println!(
         "{}: {} pretraining, {} labeled, {} test images; run directory {}",
         exp.name(),
@@ -527,9 +192,21 @@ pub fn run(exp: &Experiment) -> Result<()> {
         let small_loader = loader_of(true)?;
         summary = Some(
             if resuming {
-                resume(&model, optimizer.as_mut(), &small_loader, &small, &mut on_event)
+                resume(
+                    &model,
+                    optimizer.as_mut(),
+                    &small_loader,
+                    &small,
+                    &mut on_event,
+                )
             } else {
-                pretrain(&model, optimizer.as_mut(), &small_loader, &small, &mut on_event)
+                pretrain(
+                    &model,
+                    optimizer.as_mut(),
+                    &small_loader,
+                    &small,
+                    &mut on_event,
+                )
             }
             .context("pretraining stopped")?,
         );
@@ -582,7 +259,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
         epochs: exp.classifier_epochs,
         batch_size: a.classifier_batch_size,
         lr: a.classifier_lr,
-        seed: a.seed,
+        seed: exp.seed,
         feature_batch_size: 512,
         standardize: !a.raw_features,
     };
@@ -644,7 +321,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
             &pretrain_set,
             &test,
             &BaselineConfig {
-                seed: a.seed,
+                seed: exp.seed,
                 ..BaselineConfig::default()
             },
         )?;
@@ -665,7 +342,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
     let results = Results {
         dataset: exp.name().into(),
         recipe: exp.recipe.name().into(),
-        seed: a.seed,
+        seed: exp.seed,
         encoder: exp.encoder_name(),
         test_accuracy: eval.test_accuracy as f64,
         train_accuracy: last.map_or(0.0, |e| e.train_accuracy as f64),
@@ -786,23 +463,6 @@ fn knn_monitor_sets(
     Ok(Some((bank, train.select(&held_out)?)))
 }
 
-/// The `preset` recorded in a run directory's `config.json`, if it has one.
-fn preset_of_run(dir: &Path) -> Result<Option<Preset>> {
-    let path = dir.join("config.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let config: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    Ok(match config.get("preset") {
-        Some(p) => Some(
-            serde_json::from_value(p.clone())
-                .with_context(|| format!("{}: unknown preset {p}", path.display()))?,
-        ),
-        None => None,
-    })
-}
-
 /// k-means and GMM on the raw pixels of `fit`, scored on `test`.
 fn cluster_pixels(
     fit: &ImageSet,
@@ -889,71 +549,4 @@ fn encoder_of_run(run_dir: &Path) -> Result<SimClr> {
     checkpoint::load(&path, &model, None, &options)
         .with_context(|| format!("cannot load {}", path.display()))?;
     Ok(model)
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-    use crate::cli::{Cli, Command};
-
-    /// The experiment a command line describes.
-    fn parse(line: &str) -> Result<Experiment> {
-        let cli = Cli::try_parse_from(std::iter::once("xtask").chain(line.split_whitespace()))?;
-        match cli.command {
-            Command::Mnist(a) => Experiment::mnist(a),
-            Command::Cifar10(a) => Experiment::cifar10(a),
-            other => panic!("not an experiment: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn report_preset_is_the_report_protocol() {
-        let e = parse("cifar10 --preset report").unwrap();
-        assert_eq!(e.recipe, Recipe::Report);
-        assert_eq!((e.epochs, e.batch_size, e.classifier_epochs), (10, 128, 30));
-        assert_eq!((e.temperature, e.lr), (0.5, 1e-3));
-        assert_eq!(e.optimizer, OptimizerKind::Adam);
-        assert_eq!(e.schedule, ScheduleKind::Constant);
-        assert_eq!(e.resnet.as_ref().map(|r| r.1), Some(64));
-        let m = parse("mnist --preset report").unwrap();
-        assert_eq!((m.recipe, m.batch_size), (Recipe::Report, 256));
-    }
-
-    #[test]
-    fn flags_override_the_preset() {
-        let e = parse("cifar10 --preset cpu-hour --epochs 3 --width 8 --temperature 0.7").unwrap();
-        assert_eq!(e.preset, Preset::CpuHour);
-        assert_eq!((e.epochs, e.temperature), (3, 0.7));
-        assert_eq!(e.resnet.as_ref().map(|r| r.1), Some(8));
-        let d = Defaults::of(Preset::CpuHour, DatasetKind::Cifar10).unwrap();
-        assert_eq!(
-            (e.batch_size, e.lr, e.recipe),
-            (d.batch_size, d.lr, d.recipe)
-        );
-    }
-
-    #[test]
-    fn an_optimizer_flag_brings_its_schedule_unless_one_is_given() {
-        let e = parse("mnist --optimizer lars --lr 1.0").unwrap();
-        assert_eq!(e.schedule, ScheduleKind::WarmupCosine);
-        let e = parse("mnist --optimizer lars --schedule constant").unwrap();
-        assert_eq!(e.schedule, ScheduleKind::Constant);
-    }
-
-    #[test]
-    fn presets_of_the_other_dataset_and_bad_values_are_refused() {
-        let err = |line: &str| parse(line).unwrap_err().to_string();
-        assert!(err("mnist --preset cpu-hour").contains("CIFAR-10"));
-        assert!(err("cifar10 --preset best").contains("MNIST"));
-        assert!(err("mnist --temperature inf").contains("--temperature"));
-        assert!(err("mnist --temperature 0").contains("--temperature"));
-        assert!(err("mnist --lr NaN").contains("--lr"));
-        assert!(err("mnist --crop-scale 1.5").contains("--crop-scale"));
-        assert!(err("cifar10 --width 0").contains("--width"));
-        assert!(err("mnist --epochs 0").contains("--epochs"));
-        assert!(err("mnist --view-size 24").contains("--view-size"));
-        assert!(err("cifar10 --view-size 4").contains("--view-size"));
-    }
 }

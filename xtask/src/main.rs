@@ -12,6 +12,7 @@ mod plots;
 mod progress;
 mod report;
 mod run_dir;
+mod settings;
 
 use std::process::ExitCode;
 
@@ -35,11 +36,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Sets the number of worker threads for every parallel kernel (rayon's global pool).
+/// Sets the number of worker threads for every parallel kernel (rayon's global pool): at
+/// least 1 and at most the machine's cores (more only slows every kernel down).
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        if n == 0 || n > cores {
+            anyhow::bail!("--threads must be between 1 and this machine's {cores} cores, got {n}");
+        }
         rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
+            .num_threads(n)
             .build_global()
             .context("cannot configure the thread pool")?;
     }
@@ -50,11 +56,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Mnist(args) => {
             set_threads(args.common.threads)?;
-            experiment::run(&experiment::Experiment::mnist(args)?)
+            experiment::run(&settings::Experiment::mnist(args)?)
         }
         Command::Cifar10(args) => {
             set_threads(args.common.threads)?;
-            experiment::run(&experiment::Experiment::cifar10(args)?)
+            experiment::run(&settings::Experiment::cifar10(args)?)
         }
         Command::Baselines(args) => experiment::baselines_only(&args),
         Command::Bench(args) => {

@@ -1,39 +1,90 @@
 //! The directory a run leaves behind: `config.json`, `metrics.jsonl`, checkpoints,
 //! `results.json`, `report.md` and the plots.
+//!
+//! A run owns its directory: a new run refuses one that already holds files (unless told to
+//! overwrite it), and while it runs it holds `run.lock` (its process id), so a second run
+//! into the same directory is refused instead of interleaving with the first. A lock left by
+//! a killed run (its process gone) is taken over, so the killed run can be resumed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-/// An open run directory with its metrics log.
+/// An open run directory with its metrics log; the lock is released when it is dropped.
 pub struct RunDir {
     /// Where the run's files go.
     pub path: PathBuf,
     metrics: BufWriter<File>,
+    lock: PathBuf,
+}
+
+/// How a run takes its directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// A new run: the directory must be missing or empty, unless `overwrite` (then the old
+    /// log and checkpoint are removed first).
+    New {
+        /// Start over in a directory that holds an earlier run.
+        overwrite: bool,
+    },
+    /// `--resume`: the directory holds the run (the caller has checked its checkpoint); the
+    /// log continues.
+    Resume,
 }
 
 impl RunDir {
-    /// Opens `out`, or a new `runs/<dataset>-<UTC time>` when `out` is `None`; creates it if
-    /// needed and appends to an existing `metrics.jsonl` (a resumed run continues its log).
-    pub fn open(out: Option<&Path>, dataset: &str) -> Result<RunDir> {
-        let path = match out {
+    /// The directory `out`, or a new `runs/<dataset>-<UTC time>` when `out` is `None`.
+    pub fn path_for(out: Option<&Path>, dataset: &str) -> PathBuf {
+        match out {
             Some(p) => p.to_path_buf(),
             None => PathBuf::from("runs").join(format!("{dataset}-{}", utc_timestamp())),
-        };
+        }
+    }
+
+    /// Takes `path` for a run as `claim` says: creates it if needed, takes its lock, and opens
+    /// `metrics.jsonl` for appending (a resumed run continues its log).
+    pub fn open(path: PathBuf, claim: Claim) -> Result<RunDir> {
+        let occupied = fs::read_dir(&path).is_ok_and(|mut entries| entries.next().is_some());
+        if claim == (Claim::New { overwrite: false }) && occupied {
+            bail!(
+                "the run directory {} already holds files; continue that run with --resume, \
+                 start it over with --overwrite, or choose another --out",
+                path.display()
+            );
+        }
         fs::create_dir_all(&path)
             .with_context(|| format!("cannot create the run directory {}", path.display()))?;
+        let lock = take_lock(&path)?;
         let metrics_path = path.join("metrics.jsonl");
+        if claim == (Claim::New { overwrite: true }) {
+            for old in [metrics_path.clone(), path.join(CHECKPOINT_FILE)] {
+                if let Err(e) = fs::remove_file(&old) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        let _ = fs::remove_file(&lock);
+                        return Err(e).with_context(|| format!("cannot remove {}", old.display()));
+                    }
+                }
+            }
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&metrics_path)
-            .with_context(|| format!("cannot open {}", metrics_path.display()))?;
+            .with_context(|| format!("cannot open {}", metrics_path.display()));
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&lock);
+                return Err(e);
+            }
+        };
         Ok(RunDir {
             path,
             metrics: BufWriter::new(file),
+            lock,
         })
     }
 
@@ -64,6 +115,56 @@ impl RunDir {
         self.metrics.flush()?;
         Ok(())
     }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.lock);
+    }
+}
+
+/// The checkpoint's file name (removed by `--overwrite`).
+const CHECKPOINT_FILE: &str = simclr_contrastive::checkpoint::CHECKPOINT_FILE;
+
+/// Creates `dir/run.lock` holding this process's id; a lock whose process no longer runs is
+/// stale and taken over.
+fn take_lock(dir: &Path) -> Result<PathBuf> {
+    let lock = dir.join("run.lock");
+    for _ in 0..2 {
+        match OpenOptions::new().write(true).create_new(true).open(&lock) {
+            Ok(mut f) => {
+                write!(f, "{}", std::process::id())
+                    .with_context(|| format!("cannot write {}", lock.display()))?;
+                return Ok(lock);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = fs::read_to_string(&lock).unwrap_or_default();
+                let alive = holder
+                    .trim()
+                    .parse::<u32>()
+                    .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                if alive {
+                    bail!(
+                        "another run (process {}) is using {}; wait for it, or delete {} if \
+                         no run is",
+                        holder.trim(),
+                        dir.display(),
+                        lock.display()
+                    );
+                }
+                // Left by a killed run: take it over.
+                fs::remove_file(&lock)
+                    .with_context(|| format!("cannot remove the stale {}", lock.display()))?;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", lock.display()));
+            }
+        }
+    }
+    bail!(
+        "cannot take {}: another run keeps taking it",
+        lock.display()
+    )
 }
 
 /// The current commit of the checkout, or "unknown" outside git.

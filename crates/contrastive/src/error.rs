@@ -26,6 +26,26 @@ pub enum PretrainError {
         /// The checkpoint of the last completed epoch, untouched.
         last_good: Option<PathBuf>,
     },
+    /// An update made a weight NaN or infinite (a learning rate far too large, say); the
+    /// checkpoint of the last completed epoch (if any) is left as it was.
+    #[error(
+        "pretraining stopped: the update of step {step} (epoch {epoch}, batch {batch}) made \
+         `{parameter}` non-finite, so the learning rate is probably too large; {}",
+        match last_good { Some(p) => format!("the last good checkpoint is {}", p.display()),
+                          None => "no checkpoint was written before it".to_string() }
+    )]
+    NonFiniteWeights {
+        /// Global step index (0-based) of the update.
+        step: usize,
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Batch within the epoch (0-based).
+        batch: usize,
+        /// The first parameter with a non-finite value.
+        parameter: String,
+        /// The checkpoint of the last completed epoch, untouched.
+        last_good: Option<PathBuf>,
+    },
     /// Saving or loading a checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

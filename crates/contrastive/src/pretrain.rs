@@ -19,8 +19,10 @@
 //! At the end of every epoch, when a run directory is given, the model, the optimizer and the
 //! run's position are saved (see [`crate::checkpoint`]); [`resume`] continues from there and
 //! reproduces an unbroken run bit for bit. A NaN or infinite loss stops the run *before* that
-//! step's update with [`PretrainError::NonFiniteLoss`] naming the step; the checkpoint of the
-//! last completed epoch stays as it was.
+//! step's update with [`PretrainError::NonFiniteLoss`] naming the step, and an update that
+//! leaves a weight NaN or infinite stops it with [`PretrainError::NonFiniteWeights`] naming
+//! the step and the parameter; either way no checkpoint is written from the bad weights and
+//! the one of the last completed epoch stays as it was.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -274,6 +276,15 @@ fn run(
             }
             loss.backward();
             optimizer.step();
+            if let Some(parameter) = first_non_finite(model) {
+                return Err(PretrainError::NonFiniteWeights {
+                    step: state.global_step,
+                    epoch,
+                    batch: batch_idx,
+                    parameter,
+                    last_good,
+                });
+            }
             let seconds = step_start.elapsed().as_secs_f64();
             on_event(&TrainEvent::Step(StepStats {
                 epoch,
@@ -318,4 +329,14 @@ fn run(
         state,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The name of the first parameter of `model` holding a NaN or an infinity, if any (one read
+/// of every weight: a fraction of a percent of a step).
+fn first_non_finite(model: &SimClr) -> Option<String> {
+    model
+        .named_parameters()
+        .into_iter()
+        .find(|(_, p)| !p.data().iter().all(|v| v.is_finite()))
+        .map(|(name, _)| name)
 }

@@ -242,6 +242,38 @@ fn nan_loss_names_the_step_and_keeps_the_last_good_checkpoint() {
 }
 
 #[test]
+fn an_update_that_blows_the_weights_up_names_the_step_and_writes_no_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(SEED);
+    let mut opt = adam(&model);
+    let mut cfg = config(dir.path(), EPOCHS);
+    // A sane first epoch (a good checkpoint), then a rate that overflows every weight.
+    cfg.schedule = Schedule::Then {
+        steps: 4,
+        first: Box::new(Schedule::Constant(1e-3)),
+        second: Box::new(Schedule::Constant(f32::INFINITY)),
+    };
+    let err = pretrain(&model, &mut opt, &loader(SEED), &cfg, |_| {}).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            PretrainError::NonFiniteWeights {
+                step: 4,
+                epoch: 1,
+                batch: 0,
+                ..
+            }
+        ),
+        "{message}"
+    );
+    assert!(message.contains("learning rate"), "{message}");
+    assert!(message.contains("checkpoint.safetensors"), "{message}");
+    let state = read_run_state(dir.path()).unwrap().unwrap();
+    assert_eq!((state.epochs_done, state.global_step), (1, 4));
+}
+
+#[test]
 fn resume_refuses_another_seed_or_a_missing_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(SEED);

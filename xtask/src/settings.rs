@@ -1,0 +1,614 @@
+//! What one run is: the preset's defaults, the flags given on top, a resumed run's own
+//! settings (`config.json`), the checks that refuse a contradiction before anything is
+//! written, and the parts built from the result (model, optimizer, schedule, augmenter).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rand::{rngs::StdRng, SeedableRng};
+use serde_json::json;
+use simclr_contrastive::SimClr;
+use simclr_data::{Augmenter, DatasetKind, Recipe, Split};
+use simclr_nn::checkpoint::{self, LoadOptions};
+use simclr_nn::{Adam, AdamConfig, Lars, LarsConfig, Optimizer, Schedule, Sgd, SgdConfig};
+
+use crate::cli::{Arch, CifarArgs, ExperimentArgs, MnistArgs, OptimizerKind, Preset, ScheduleKind};
+use crate::run_dir::git_commit;
+
+/// Images per MNIST "chunk" in the report's splits.
+const MNIST_CHUNK: usize = 6_000;
+
+/// The settings a preset gives to every option the user did not set.
+#[derive(Clone, Debug)]
+struct Defaults {
+    epochs: usize,
+    classifier_epochs: usize,
+    batch_size: usize,
+    temperature: f32,
+    optimizer: OptimizerKind,
+    lr: f32,
+    schedule: ScheduleKind,
+    recipe: Recipe,
+    crop_scale: Option<f32>,
+    /// Side of the pretraining views (`None`: the images' own).
+    view_size: Option<usize>,
+    /// Last epochs that see full-size views when `view_size` is set.
+    full_size_epochs: usize,
+    /// CIFAR-10 only: the ResNet's base width.
+    width: usize,
+    /// Whether the k-means / GMM baselines run (`--no-baselines` turns them off).
+    baselines: bool,
+}
+
+impl Defaults {
+    /// The defaults of `preset` for `kind`; an error for a preset of the other dataset.
+    fn of(preset: Preset, kind: DatasetKind) -> Result<Defaults> {
+        // The report's protocol; the other presets are written as changes to it.
+        let report = Defaults {
+            epochs: 10,
+            classifier_epochs: 30,
+            batch_size: match kind {
+                DatasetKind::Mnist => 256,
+                DatasetKind::Cifar10 => 128,
+            },
+            temperature: 0.5,
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            schedule: ScheduleKind::Constant,
+            recipe: Recipe::Report,
+            crop_scale: None,
+            view_size: None,
+            full_size_epochs: 0,
+            width: 64,
+            baselines: true,
+        };
+        Ok(match (preset, kind) {
+            (Preset::Report, _) => report,
+            (Preset::Simclr, _) => Defaults {
+                recipe: Recipe::Simclr,
+                ..report
+            },
+            (Preset::Best, DatasetKind::Mnist) => Defaults {
+                recipe: Recipe::Simclr,
+                ..report
+            },
+            // docs/recipes.md tells how each choice was made.
+            (Preset::CpuHour, DatasetKind::Cifar10) => Defaults {
+                recipe: Recipe::Simclr,
+                width: 16,
+                temperature: 0.2,
+                schedule: ScheduleKind::WarmupCosine,
+                epochs: 60,
+                view_size: Some(16),
+                full_size_epochs: 4,
+                classifier_epochs: 100,
+                baselines: false,
+                ..report
+            },
+            (Preset::Best, DatasetKind::Cifar10) => {
+                bail!("--preset best is MNIST's; CIFAR-10's budget preset is cpu-hour")
+            }
+            (Preset::CpuHour, DatasetKind::Mnist) => {
+                bail!("--preset cpu-hour is CIFAR-10's; MNIST's is best")
+            }
+        })
+    }
+}
+
+impl Defaults {
+    /// These defaults with every setting that a run's `config.json` records put in their
+    /// place (settings it lacks or cannot be read keep the preset's value).
+    fn overridden_by(mut self, config: &serde_json::Value) -> Defaults {
+        use clap::ValueEnum;
+        let usize_of = |key: &str| config.get(key)?.as_u64().map(|v| v as usize);
+        let f32_of = |key: &str| config.get(key)?.as_f64().map(|v| v as f32);
+        self.epochs = usize_of("epochs").unwrap_or(self.epochs);
+        self.classifier_epochs = usize_of("classifier_epochs").unwrap_or(self.classifier_epochs);
+        self.batch_size = usize_of("batch_size").unwrap_or(self.batch_size);
+        self.temperature = f32_of("temperature").unwrap_or(self.temperature);
+        self.lr = f32_of("lr").unwrap_or(self.lr);
+        if let Some(o) = config["optimizer"].as_str() {
+            self.optimizer = OptimizerKind::from_str(o, true).unwrap_or(self.optimizer);
+        }
+        if let Ok(s) = serde_json::from_value(config["schedule"].clone()) {
+            self.schedule = s;
+        }
+        if let Some(r) = config["recipe"].as_str().and_then(|r| r.parse().ok()) {
+            self.recipe = r;
+        }
+        if let Some(c) = config.get("crop_scale") {
+            self.crop_scale = c.as_f64().map(|v| v as f32);
+        }
+        if let Some(v) = config.get("view_size") {
+            self.view_size = v.as_u64().map(|v| v as usize);
+        }
+        self.full_size_epochs = usize_of("full_size_epochs").unwrap_or(self.full_size_epochs);
+        if let Some(w) = config["resnet"]["width"].as_u64() {
+            self.width = w as usize;
+        }
+        self.baselines = config["baselines"].as_bool().unwrap_or(self.baselines);
+        self
+    }
+}
+
+/// Everything that defines one run: the preset's defaults with the flags given on top.
+#[derive(Debug)]
+pub struct Experiment {
+    pub(crate) kind: DatasetKind,
+    pub(crate) args: ExperimentArgs,
+    pub(crate) preset: Preset,
+    pub(crate) seed: u64,
+    pub(crate) epochs: usize,
+    pub(crate) classifier_epochs: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) temperature: f32,
+    pub(crate) optimizer: OptimizerKind,
+    pub(crate) lr: f32,
+    pub(crate) schedule: ScheduleKind,
+    pub(crate) recipe: Recipe,
+    pub(crate) crop_scale: Option<f32>,
+    pub(crate) view_size: Option<usize>,
+    pub(crate) full_size_epochs: usize,
+    pub(crate) baselines: bool,
+    pub(crate) split: Split,
+    /// CIFAR-10 only: depth, base width, initial weights.
+    pub(crate) resnet: Option<(Arch, usize, Option<std::path::PathBuf>)>,
+}
+
+impl Experiment {
+    /// The MNIST experiment from its command-line arguments.
+    pub fn mnist(args: MnistArgs) -> Result<Experiment> {
+        Experiment::new(DatasetKind::Mnist, args.common, None)
+    }
+
+    /// The CIFAR-10 experiment from its command-line arguments.
+    pub fn cifar10(args: CifarArgs) -> Result<Experiment> {
+        Experiment::new(
+            DatasetKind::Cifar10,
+            args.common,
+            Some((args.arch, args.width, args.pretrained)),
+        )
+    }
+
+    fn new(
+        kind: DatasetKind,
+        args: ExperimentArgs,
+        resnet: Option<(Arch, Option<usize>, Option<std::path::PathBuf>)>,
+    ) -> Result<Experiment> {
+        // A resumed run's own settings are the defaults; a flag that contradicts one of them
+        // is refused later (`check_same_run`), before anything is written.
+        let stored = match &args.resume {
+            Some(dir) => stored_settings(dir)?,
+            None => None,
+        };
+        let stored_preset = stored
+            .as_ref()
+            .and_then(|c| serde_json::from_value::<Preset>(c.get("preset")?.clone()).ok());
+        let preset = args.preset.or(stored_preset).unwrap_or(Preset::Simclr);
+        let mut d = Defaults::of(preset, kind)?;
+        let mut args = args;
+        let stored_seed = stored.as_ref().and_then(|c| c["seed"].as_u64());
+        let seed = args.seed.or(stored_seed).unwrap_or(0);
+        if let Some(config) = &stored {
+            d = d.overridden_by(config);
+            if args.limit.is_none() {
+                args.limit = config["limit"].as_u64().map(|l| l as usize);
+            }
+            if args.pretrain_range.is_none() {
+                args.pretrain_range = config["pretrain_range"].as_str().map(String::from);
+            }
+        }
+        let recipe: Recipe = match &args.recipe {
+            Some(r) => r.parse().map_err(|e| anyhow::anyhow!("--recipe: {e}"))?,
+            None => d.recipe,
+        };
+        let report = Split::report(kind);
+        let mut split = report.clone();
+        if kind == DatasetKind::Mnist && args.labeled_chunks != 1 {
+            if args.labeled_chunks == 0 {
+                bail!("--labeled-chunks must be at least 1");
+            }
+            split.labeled =
+                report.labeled.start..report.labeled.start + args.labeled_chunks * MNIST_CHUNK;
+        }
+        if let Some(r) = &args.pretrain_range {
+            split.pretrain = simclr_data::parse_range(r)
+                .map_err(|e| anyhow::anyhow!("--pretrain-range: {e}"))?;
+        }
+        if let Some(r) = &args.labeled_range {
+            split.labeled =
+                simclr_data::parse_range(r).map_err(|e| anyhow::anyhow!("--labeled-range: {e}"))?;
+        }
+        let epochs = args.epochs.unwrap_or(d.epochs);
+        if epochs == 0 {
+            bail!("--epochs must be at least 1");
+        }
+        let temperature = args.temperature.unwrap_or(d.temperature);
+        if !(temperature.is_finite() && temperature > 0.0) {
+            bail!("--temperature must be positive and finite, got {temperature}");
+        }
+        let lr = args.lr.unwrap_or(d.lr);
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--lr must be positive and finite, got {lr}");
+        }
+        let crop_scale = args.crop_scale.or(d.crop_scale);
+        if let Some(c) = crop_scale {
+            if !(c > 0.0 && c <= 1.0) {
+                bail!("--crop-scale must be in (0, 1], got {c}");
+            }
+        }
+        let view_size = args.view_size.or(d.view_size);
+        match (view_size, kind) {
+            (Some(_), DatasetKind::Mnist) => {
+                bail!("--view-size is for CIFAR-10's ResNets; the MNIST encoder needs 28×28")
+            }
+            (Some(s), _) if !(8..=256).contains(&s) => {
+                bail!("--view-size must be between 8 and 256 pixels, got {s}")
+            }
+            _ => {}
+        }
+        let optimizer = args.optimizer.unwrap_or(d.optimizer);
+        let schedule = args.schedule.unwrap_or(match args.optimizer {
+            // An optimizer chosen on the command line brings its usual schedule.
+            Some(OptimizerKind::Sgd | OptimizerKind::Lars) => ScheduleKind::WarmupCosine,
+            Some(OptimizerKind::Adam | OptimizerKind::Adamw) => ScheduleKind::Constant,
+            None => d.schedule,
+        });
+        let resnet = match resnet {
+            None => None,
+            Some((arch, width, pretrained)) => {
+                let width = width.unwrap_or(d.width);
+                if width == 0 {
+                    bail!("--width must be at least 1");
+                }
+                let batch = args.batch_size.unwrap_or(d.batch_size);
+                check_fits_in_memory(arch, width, batch)?;
+                Some((arch, width, pretrained))
+            }
+        };
+        Ok(Experiment {
+            kind,
+            preset,
+            seed,
+            epochs,
+            classifier_epochs: args.classifier_epochs.unwrap_or(d.classifier_epochs),
+            batch_size: args.batch_size.unwrap_or(d.batch_size),
+            temperature,
+            optimizer,
+            lr,
+            schedule,
+            recipe,
+            crop_scale,
+            view_size,
+            full_size_epochs: args.full_size_epochs.unwrap_or(d.full_size_epochs),
+            baselines: d.baselines && !args.no_baselines,
+            args,
+            split,
+            resnet,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self.kind {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::Cifar10 => "cifar10",
+        }
+    }
+
+    pub(crate) fn encoder_name(&self) -> String {
+        match &self.resnet {
+            None => "MNIST CNN (Conv 1→32, Conv 32→64, Linear 3136→128)".into(),
+            Some((arch, width, _)) => {
+                format!("{arch:?} (CIFAR stem, base width {width})").to_lowercase()
+            }
+        }
+    }
+
+    pub(crate) fn build_model(&self) -> Result<SimClr> {
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let model = match &self.resnet {
+            None => SimClr::mnist(&mut rng),
+            Some((Arch::Resnet18, w, _)) => SimClr::resnet18(*w, &mut rng),
+            Some((Arch::Resnet34, w, _)) => SimClr::resnet34(*w, &mut rng),
+        };
+        if let Some((_, _, Some(path))) = &self.resnet {
+            let loaded = checkpoint::load(
+                path,
+                &*model.encoder,
+                None,
+                &LoadOptions::torchvision_resnet(),
+            )
+            .with_context(|| format!("cannot load the pretrained weights {}", path.display()))?;
+            println!(
+                "loaded {} tensors from {}",
+                loaded.loaded.len(),
+                path.display()
+            );
+            for (key, why) in &loaded.skipped {
+                println!("  skipped {key}: {why}");
+            }
+        }
+        Ok(model)
+    }
+
+    pub(crate) fn optimizer(&self, params: Vec<simclr_tensor::Tensor>) -> Box<dyn Optimizer> {
+        let lr = self.lr;
+        match self.optimizer {
+            OptimizerKind::Adam => Box::new(Adam::new(params, AdamConfig::adam(lr))),
+            OptimizerKind::Adamw => Box::new(Adam::new(params, AdamConfig::adamw(lr, 1e-4))),
+            OptimizerKind::Sgd => Box::new(Sgd::new(
+                params,
+                SgdConfig::new(lr)
+                    .momentum(0.9)
+                    .nesterov(true)
+                    .weight_decay(5e-4),
+            )),
+            OptimizerKind::Lars => Box::new(Lars::new(params, LarsConfig::simclr(lr))),
+        }
+    }
+
+    /// The learning rate of every step of the run.
+    pub(crate) fn schedule(&self, steps_per_epoch: usize) -> Schedule {
+        match self.schedule {
+            ScheduleKind::Constant => Schedule::Constant(self.lr),
+            ScheduleKind::WarmupCosine => {
+                let total = steps_per_epoch * self.epochs;
+                Schedule::warmup_cosine(self.lr, (total / 10).max(1), total)
+            }
+        }
+    }
+
+    /// Epochs that see views of `view_size` before the full-size ones (0 without a view size).
+    pub(crate) fn small_view_epochs(&self) -> usize {
+        match self.view_size {
+            Some(_) => self.epochs.saturating_sub(self.full_size_epochs),
+            None => 0,
+        }
+    }
+
+    /// The two-view augmenter of the run's recipe, with `--crop-scale` applied and, if
+    /// `small`, `--view-size`.
+    pub(crate) fn augmenter(&self, small: bool) -> Augmenter {
+        let mut augmenter = Augmenter::new(self.recipe, self.kind, self.seed);
+        if let Some(min) = self.crop_scale {
+            augmenter = augmenter.with_crop_scale(min);
+        }
+        if let Some(size) = self.view_size.filter(|_| small) {
+            augmenter = augmenter.with_view_size(size);
+        }
+        augmenter
+    }
+
+    pub(crate) fn settings(&self) -> serde_json::Value {
+        let a = &self.args;
+        json!({
+            "dataset": self.name(),
+            "preset": self.preset,
+            "encoder": self.encoder_name(),
+            "recipe": self.recipe.name(),
+            "crop_scale": self.crop_scale.map(decimal),
+            "view_size": self.view_size,
+            "full_size_epochs": self.full_size_epochs,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "temperature": decimal(self.temperature),
+            "optimizer": format!("{:?}", self.optimizer).to_lowercase(),
+            "lr": decimal(self.lr),
+            "schedule": self.schedule,
+            "classifier_epochs": self.classifier_epochs,
+            "classifier_batch_size": a.classifier_batch_size,
+            "classifier_lr": decimal(a.classifier_lr),
+            "pretrain_range": format!("{:?}", self.split.pretrain),
+            "labeled_range": format!("{:?}", self.split.labeled),
+            "limit": a.limit,
+            "seed": self.seed,
+            "threads": rayon::current_num_threads(),
+            "baselines": self.baselines,
+            "knn": a.knn,
+            "knn_monitor": a.knn_monitor,
+            "standardized_features": !a.raw_features,
+            "resnet": self.resnet.as_ref().map(|(arch, w, p)| json!({
+                "arch": format!("{arch:?}").to_lowercase(), "width": w,
+                "pretrained": p.as_ref().map(|p| p.display().to_string()),
+            })),
+            "git_commit": git_commit(),
+        })
+    }
+}
+
+/// `x` as the decimal it was written as (`0.001`, not the `0.0010000000474974513` of a plain
+/// widening), so `config.json` reads as typed and reads back to the same `f32`.
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
+/// Refuses a ResNet whose training would not fit in this machine's memory, before anything
+/// is allocated. The estimate scales two measurements of ResNet-18 at width 64, batch 128
+/// (11.2 M parameters; 2.2 GiB peak): weights, gradients and Adam's two moments take 16 bytes
+/// a parameter (∝ width²), the activations ≈ 1.6 GiB ∝ width × batch; ResNet-34 about twice.
+fn check_fits_in_memory(arch: Arch, width: usize, batch: usize) -> Result<()> {
+    let depth = match arch {
+        Arch::Resnet18 => 1.0,
+        Arch::Resnet34 => 1.9,
+    };
+    let scale = width as f64 / 64.0;
+    let params = 11.2e6 * depth * scale * scale;
+    let bytes = 16.0 * params + 1.6 * GIB * depth * scale * (batch as f64 / 128.0);
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map(|kib| kib * 1024.0);
+    match total {
+        Some(total) if bytes > total => bail!(
+            "--width {width} with batch {batch}: training needs about {:.1} GiB \
+             ({:.0} M parameters), more than this machine's {:.1} GiB",
+            bytes / GIB,
+            params / 1e6,
+            total / GIB
+        ),
+        _ => Ok(()),
+    }
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// The settings that define what pretraining computes: a resumed run must keep every one.
+/// (Epochs may grow under a constant rate; the probe, the baselines and the thread count are
+/// free to change.)
+const RUN_DEFINING: [&str; 16] = [
+    "dataset",
+    "preset",
+    "encoder",
+    "recipe",
+    "crop_scale",
+    "view_size",
+    "full_size_epochs",
+    "batch_size",
+    "temperature",
+    "optimizer",
+    "lr",
+    "schedule",
+    "pretrain_range",
+    "limit",
+    "seed",
+    "resnet",
+];
+
+/// Refuses to resume the run in `dir` with `settings` that contradict its `config.json`,
+/// naming the setting and both values.
+pub(crate) fn check_same_run(dir: &Path, settings: &serde_json::Value) -> Result<()> {
+    let Some(stored) = stored_settings(dir)? else {
+        bail!(
+            "--resume {}: the run's settings (config.json) are missing",
+            dir.display()
+        );
+    };
+    let mut keys = RUN_DEFINING.to_vec();
+    if settings["schedule"] != json!(ScheduleKind::Constant) {
+        // The cosine's length is part of every step's learning rate.
+        keys.push("epochs");
+    }
+    for key in keys {
+        let (was, now) = (&stored[key], &settings[key]);
+        if was != now {
+            bail!(
+                "--resume {}: the run was made with {key} = {was}, this command asks for \
+                 {now}; leave the flag out to keep the run's value",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The settings recorded in a run directory's `config.json` (`None` if it has none: the
+/// resume is refused later for want of a checkpoint or of the file).
+fn stored_settings(dir: &Path) -> Result<Option<serde_json::Value>> {
+    let path = dir.join("config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let config = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    Ok(Some(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// The experiment a command line describes.
+    fn parse(line: &str) -> Result<Experiment> {
+        let cli = Cli::try_parse_from(std::iter::once("xtask").chain(line.split_whitespace()))?;
+        match cli.command {
+            Command::Mnist(a) => Experiment::mnist(a),
+            Command::Cifar10(a) => Experiment::cifar10(a),
+            other => panic!("not an experiment: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn report_preset_is_the_report_protocol() {
+        let e = parse("cifar10 --preset report").unwrap();
+        assert_eq!(e.recipe, Recipe::Report);
+        assert_eq!((e.epochs, e.batch_size, e.classifier_epochs), (10, 128, 30));
+        assert_eq!((e.temperature, e.lr), (0.5, 1e-3));
+        assert_eq!(e.optimizer, OptimizerKind::Adam);
+        assert_eq!(e.schedule, ScheduleKind::Constant);
+        assert_eq!(e.resnet.as_ref().map(|r| r.1), Some(64));
+        let m = parse("mnist --preset report").unwrap();
+        assert_eq!((m.recipe, m.batch_size), (Recipe::Report, 256));
+    }
+
+    #[test]
+    fn flags_override_the_preset() {
+        let e = parse("cifar10 --preset cpu-hour --epochs 3 --width 8 --temperature 0.7").unwrap();
+        assert_eq!(e.preset, Preset::CpuHour);
+        assert_eq!((e.epochs, e.temperature), (3, 0.7));
+        assert_eq!(e.resnet.as_ref().map(|r| r.1), Some(8));
+        let d = Defaults::of(Preset::CpuHour, DatasetKind::Cifar10).unwrap();
+        assert_eq!(
+            (e.batch_size, e.lr, e.recipe),
+            (d.batch_size, d.lr, d.recipe)
+        );
+    }
+
+    #[test]
+    fn an_optimizer_flag_brings_its_schedule_unless_one_is_given() {
+        let e = parse("mnist --optimizer lars --lr 1.0").unwrap();
+        assert_eq!(e.schedule, ScheduleKind::WarmupCosine);
+        let e = parse("mnist --optimizer lars --schedule constant").unwrap();
+        assert_eq!(e.schedule, ScheduleKind::Constant);
+    }
+
+    #[test]
+    fn a_resumed_run_keeps_its_settings_and_refuses_contradictions() {
+        let dir = std::env::temp_dir().join(format!("simclr-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = parse(&format!(
+            "cifar10 --preset cpu-hour --seed 3 --limit 500 --temperature 0.3 --out {}",
+            dir.display()
+        ))
+        .unwrap();
+        let stored = first.settings();
+        std::fs::write(dir.join("config.json"), stored.to_string()).unwrap();
+        // No flag: every setting comes back from config.json.
+        let resumed = parse(&format!("cifar10 --resume {}", dir.display())).unwrap();
+        assert_eq!(resumed.preset, Preset::CpuHour);
+        assert_eq!((resumed.seed, resumed.temperature), (3, 0.3));
+        assert_eq!(resumed.args.limit, Some(500));
+        check_same_run(&dir, &resumed.settings()).unwrap();
+        // A contradicting flag is named with both values; the probe may change.
+        let changed = parse(&format!("cifar10 --resume {} --lr 0.01", dir.display())).unwrap();
+        let err = check_same_run(&dir, &changed.settings())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lr = 0.001") && err.contains("0.01"), "{err}");
+        let probe = format!("cifar10 --resume {} --classifier-epochs 7", dir.display());
+        check_same_run(&dir, &parse(&probe).unwrap().settings()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn presets_of_the_other_dataset_and_bad_values_are_refused() {
+        let err = |line: &str| parse(line).unwrap_err().to_string();
+        assert!(err("mnist --preset cpu-hour").contains("CIFAR-10"));
+        assert!(err("cifar10 --preset best").contains("MNIST"));
+        assert!(err("mnist --temperature inf").contains("--temperature"));
+        assert!(err("mnist --temperature 0").contains("--temperature"));
+        assert!(err("mnist --lr NaN").contains("--lr"));
+        assert!(err("mnist --crop-scale 1.5").contains("--crop-scale"));
+        assert!(err("cifar10 --width 0").contains("--width"));
+        assert!(err("cifar10 --width 100000").contains("GiB"));
+        assert!(err("cifar10 --width 18446744073709551615").contains("GiB"));
+        assert!(err("mnist --epochs 0").contains("--epochs"));
+        assert!(err("mnist --view-size 24").contains("--view-size"));
+        assert!(err("cifar10 --view-size 4").contains("--view-size"));
+    }
+}
