@@ -70,6 +70,10 @@ impl Defaults {
             },
             (Preset::Best, DatasetKind::Mnist) => Defaults {
                 recipe: Recipe::Simclr,
+                crop_scale: Some(0.2),
+                batch_size: 64,
+                epochs: 12,
+                classifier_epochs: 100,
                 ..report
             },
             // docs/recipes.md tells how each choice was made.

@@ -10,7 +10,7 @@ pub enum PretrainError {
     /// The loss became NaN or infinite; nothing was updated at that step and the checkpoint
     /// of the last completed epoch (if any) is left as it was.
     #[error(
-        "pretraining stopped: the loss is {loss} at step {step} (epoch {epoch}, batch {batch}); {}",
+        "the loss is {loss} at step {step} (epoch {epoch}, batch {batch}); {}",
         match last_good { Some(p) => format!("the last good checkpoint is {}", p.display()),
                           None => "no checkpoint was written before it".to_string() }
     )]
@@ -29,7 +29,7 @@ pub enum PretrainError {
     /// An update made a weight NaN or infinite (a learning rate far too large, say); the
     /// checkpoint of the last completed epoch (if any) is left as it was.
     #[error(
-        "pretraining stopped: the update of step {step} (epoch {epoch}, batch {batch}) made \
+        "the update of step {step} (epoch {epoch}, batch {batch}) made \
          `{parameter}` non-finite, so the learning rate is probably too large; {}",
         match last_good { Some(p) => format!("the last good checkpoint is {}", p.display()),
                           None => "no checkpoint was written before it".to_string() }
