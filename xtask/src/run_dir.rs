@@ -58,6 +58,7 @@ impl RunDir {
         fs::create_dir_all(&path)
             .with_context(|| format!("cannot create the run directory {}", path.display()))?;
         let lock = take_lock(&path)?;
+        remove_stale_temporaries(&path);
         let metrics_path = path.join("metrics.jsonl");
         if claim == (Claim::New { overwrite: true }) {
             for old in [metrics_path.clone(), path.join(CHECKPOINT_FILE)] {
@@ -167,6 +168,21 @@ fn take_lock(dir: &Path) -> Result<PathBuf> {
     )
 }
 
+/// Removes the temporary files (`.<name>.tmp…`) that a run killed in the middle of an atomic
+/// write leaves behind; safe once the lock is held, as no other run writes here.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp") && entry.path().is_file() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The current commit of the checkout, or "unknown" outside git.
 pub fn git_commit() -> String {
     std::process::Command::new("git")
@@ -201,4 +217,58 @@ pub fn utc_timestamp() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("simclr-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_new_run_refuses_an_occupied_directory_unless_told_to_overwrite() {
+        let dir = scratch_dir("occupied");
+        fs::write(dir.join("metrics.jsonl"), "{}\n").unwrap();
+        fs::write(dir.join(CHECKPOINT_FILE), "old").unwrap();
+        let err = RunDir::open(dir.clone(), Claim::New { overwrite: false })
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("--resume"), "{err}");
+        assert!(
+            dir.join(CHECKPOINT_FILE).exists(),
+            "a refusal changes nothing"
+        );
+        let run = RunDir::open(dir.clone(), Claim::New { overwrite: true }).unwrap();
+        assert!(!dir.join(CHECKPOINT_FILE).exists());
+        assert_eq!(fs::read_to_string(dir.join("metrics.jsonl")).unwrap(), "");
+        drop(run);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_lock_refuses_a_second_run_and_a_dead_runs_lock_and_temporaries_are_cleared() {
+        let dir = scratch_dir("lock");
+        let first = RunDir::open(dir.clone(), Claim::Resume).unwrap();
+        let err = RunDir::open(dir.clone(), Claim::Resume)
+            .err()
+            .expect("a second run is refused");
+        assert!(err.to_string().contains("another run"), "{err}");
+        drop(first);
+        assert!(!dir.join("run.lock").exists(), "the lock goes with the run");
+        // A killed run: its lock names a process that is gone, its temporary file stayed.
+        fs::write(dir.join("run.lock"), u32::MAX.to_string()).unwrap();
+        let tmp = dir.join(".checkpoint.safetensors.tmp-12345");
+        fs::write(&tmp, "torn").unwrap();
+        let run = RunDir::open(dir.clone(), Claim::Resume).unwrap();
+        assert!(!tmp.exists());
+        let holder = fs::read_to_string(dir.join("run.lock")).unwrap();
+        assert_eq!(holder, std::process::id().to_string());
+        drop(run);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
