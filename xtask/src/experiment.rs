@@ -24,7 +24,7 @@ use crate::plots::{self, Series};
 use crate::progress::Phase;
 use crate::report::{self, Reference, Results};
 use crate::run_dir::{Claim, RunDir};
-use crate::settings::{check_same_run, Experiment};
+use crate::settings::Experiment;
 
 /// Loads a dataset from `dir`, downloading missing files from the public mirrors.
 pub fn load_dataset(kind: DatasetKind, dir: &Path) -> Result<(ImageSet, ImageSet)> {
@@ -71,7 +71,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
                 path.display()
             );
         }
-        check_same_run(&path, &settings)?;
+        exp.check_same_run(&path, &settings)?;
         Claim::Resume
     } else {
         Claim::New {
@@ -183,42 +183,21 @@ pub fn run(exp: &Experiment) -> Result<()> {
     // exactly as a resumed run would, from the checkpoint the first part ended on.
     let mut on_event = on_event;
     let mut resuming = a.resume.is_some();
+    let mut part = |loader: &Loader, cfg: &PretrainConfig, resuming: bool| {
+        let run = if resuming { resume } else { pretrain };
+        run(&model, optimizer.as_mut(), loader, cfg, &mut on_event).context("pretraining stopped")
+    };
     let mut summary: Option<PretrainSummary> = None;
     if small_epochs > 0 {
         let small = PretrainConfig {
             epochs: small_epochs,
             ..cfg.clone()
         };
-        let small_loader = loader_of(true)?;
-        summary = Some(
-            if resuming {
-                resume(
-                    &model,
-                    optimizer.as_mut(),
-                    &small_loader,
-                    &small,
-                    &mut on_event,
-                )
-            } else {
-                pretrain(
-                    &model,
-                    optimizer.as_mut(),
-                    &small_loader,
-                    &small,
-                    &mut on_event,
-                )
-            }
-            .context("pretraining stopped")?,
-        );
+        summary = Some(part(&loader_of(true)?, &small, resuming)?);
         resuming = true;
     }
     if small_epochs < exp.epochs {
-        let then = if resuming {
-            resume(&model, optimizer.as_mut(), &loader, &cfg, &mut on_event)
-        } else {
-            pretrain(&model, optimizer.as_mut(), &loader, &cfg, &mut on_event)
-        }
-        .context("pretraining stopped")?;
+        let then = part(&loader, &cfg, resuming)?;
         summary = Some(match summary {
             Some(first) => PretrainSummary {
                 epochs: [first.epochs, then.epochs].concat(),

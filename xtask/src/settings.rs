@@ -141,6 +141,8 @@ pub struct Experiment {
     pub(crate) kind: DatasetKind,
     pub(crate) args: ExperimentArgs,
     pub(crate) preset: Preset,
+    /// The `config.json` of the run being resumed, as read once.
+    pub(crate) resumed_from: Option<serde_json::Value>,
     pub(crate) seed: u64,
     pub(crate) epochs: usize,
     pub(crate) classifier_epochs: usize,
@@ -273,6 +275,7 @@ impl Experiment {
         Ok(Experiment {
             kind,
             preset,
+            resumed_from: stored,
             seed,
             epochs,
             classifier_epochs: args.classifier_epochs.unwrap_or(d.classifier_epochs),
@@ -383,6 +386,11 @@ impl Experiment {
         augmenter
     }
 
+    /// Refuses `--resume` into `dir` when `settings` (this run's) contradict the stored ones.
+    pub(crate) fn check_same_run(&self, dir: &Path, settings: &serde_json::Value) -> Result<()> {
+        check_same_run(dir, self.resumed_from.as_ref(), settings)
+    }
+
     pub(crate) fn settings(&self) -> serde_json::Value {
         let a = &self.args;
         json!({
@@ -481,10 +489,14 @@ const RUN_DEFINING: [&str; 16] = [
     "resnet",
 ];
 
-/// Refuses to resume the run in `dir` with `settings` that contradict its `config.json`,
-/// naming the setting and both values.
-pub(crate) fn check_same_run(dir: &Path, settings: &serde_json::Value) -> Result<()> {
-    let Some(stored) = stored_settings(dir)? else {
+/// Refuses to resume the run in `dir`, whose `config.json` holds `stored` (`None`: no such
+/// file), with `settings` that contradict it, naming the setting and both values.
+fn check_same_run(
+    dir: &Path,
+    stored: Option<&serde_json::Value>,
+    settings: &serde_json::Value,
+) -> Result<()> {
+    let Some(stored) = stored else {
         bail!(
             "--resume {}: the run's settings (config.json) are missing",
             dir.display()
@@ -587,15 +599,17 @@ mod tests {
         assert_eq!(resumed.preset, Preset::CpuHour);
         assert_eq!((resumed.seed, resumed.temperature), (3, 0.3));
         assert_eq!(resumed.args.limit, Some(500));
-        check_same_run(&dir, &resumed.settings()).unwrap();
+        resumed.check_same_run(&dir, &resumed.settings()).unwrap();
         // A contradicting flag is named with both values; the probe may change.
         let changed = parse(&format!("cifar10 --resume {} --lr 0.01", dir.display())).unwrap();
-        let err = check_same_run(&dir, &changed.settings())
+        let err = changed
+            .check_same_run(&dir, &changed.settings())
             .unwrap_err()
             .to_string();
         assert!(err.contains("lr = 0.001") && err.contains("0.01"), "{err}");
         let probe = format!("cifar10 --resume {} --classifier-epochs 7", dir.display());
-        check_same_run(&dir, &parse(&probe).unwrap().settings()).unwrap();
+        let probe = parse(&probe).unwrap();
+        probe.check_same_run(&dir, &probe.settings()).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

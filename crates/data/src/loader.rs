@@ -253,14 +253,14 @@ fn make_batch(
     }
     let indices = order[start..end].to_vec();
     let mut data = Vec::new();
-    aug.fill_views(set, &indices, cfg.views, epoch, &mut data);
+    let shape = aug.fill_views(set, &indices, cfg.views, epoch, &mut data);
     Some(Batch {
         labels: indices.iter().map(|&i| set.labels[i]).collect(),
         size: indices.len(),
         indices,
         data,
         views: cfg.views,
-        shape: aug.view_shape(set.shape()).unwrap_or(set.shape()),
+        shape,
     })
 }
 

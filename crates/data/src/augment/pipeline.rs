@@ -237,7 +237,8 @@ impl Augmenter {
         Ok(())
     }
 
-    /// [`Augmenter::views_into`] without the checks (the loader validates once up front).
+    /// [`Augmenter::views_into`] without the checks (the loader validates once up front);
+    /// returns the views' `[C, H, W]`.
     pub(crate) fn fill_views(
         &self,
         set: &ImageSet,
@@ -245,15 +246,16 @@ impl Augmenter {
         views: usize,
         epoch: u64,
         out: &mut Vec<f32>,
-    ) {
+    ) -> [usize; 3] {
         let shape = set.shape();
         let n = set.image_len();
-        let n_out = self.view_shape(shape).map_or(n, |[c, h, w]| c * h * w);
+        let view_shape = self.view_shape(shape).unwrap_or(shape);
+        let n_out: usize = view_shape.iter().product();
         let b = indices.len();
         out.clear();
         out.resize(views * b * n_out, 0.0);
         if n_out == 0 || b == 0 {
-            return;
+            return view_shape;
         }
         // Work item k = (view k / B, image k % B); chunks of 8 amortise the scratch set-up.
         out.par_chunks_mut(n_out)
@@ -268,6 +270,7 @@ impl Augmenter {
                     self.view_into(src, shape, view, epoch, index, dst, img, s);
                 },
             );
+        view_shape
     }
 
     /// Two views of `indices` as one `[2B, C, H, W]` array (see [`Augmenter::views_into`]).
