@@ -10,6 +10,13 @@
 //! | `64to128_s2_32x32_b128` | [128, 64, 32, 32] | 64 → 128, stride 2 |
 //! | `256to256_8x8_b128` | [128, 256, 8, 8] | 256 → 256 (ResNet-18 stage 3: images grouped) |
 //! | `512to512_4x4_b128` | [128, 512, 4, 4] | 512 → 512 (ResNet-18 stage 4: images grouped) |
+//! | `16to16_32x32_b256` | [256, 16, 32, 32] | 16 → 16 (width-16 ResNet-18, both views of a batch of 128) |
+//! | `16to16_24x24_b256` | [256, 16, 24, 24] | the same at 24-pixel views: wide rows |
+//! | `32to32_12x12_b256` | [256, 32, 12, 12] | stage 2 at 24-pixel views: wide rows, images grouped |
+//! | `64to64_6x6_b256` | [256, 64, 6, 6] | stage 3 at 24-pixel views |
+//! | `128to128_3x3_b256` | [256, 128, 3, 3] | stage 4 at 24-pixel views |
+//! | `3to16_24x24_b256` | [256, 3, 24, 24] | the stem at 24-pixel views |
+//! | `16to32_s2_24x24_b256` | [256, 16, 24, 24] | 16 → 32, stride 2, at 24-pixel views |
 //!
 //! Throughput is reported with `Throughput::Elements(flops)`, so criterion's "elem/s" reads as
 //! FLOP/s. The forward counts `2·N·Cout·Ho·Wo·Cin·9` flops; forward + backward counts three
@@ -34,6 +41,13 @@ const CONVS: &[(&str, [usize; 4], usize, usize)] = &[
     ("64to128_s2_32x32_b128", [128, 64, 32, 32], 128, 2),
     ("256to256_8x8_b128", [128, 256, 8, 8], 256, 1),
     ("512to512_4x4_b128", [128, 512, 4, 4], 512, 1),
+    ("16to16_32x32_b256", [256, 16, 32, 32], 16, 1),
+    ("16to16_24x24_b256", [256, 16, 24, 24], 16, 1),
+    ("32to32_12x12_b256", [256, 32, 12, 12], 32, 1),
+    ("64to64_6x6_b256", [256, 64, 6, 6], 64, 1),
+    ("128to128_3x3_b256", [256, 128, 3, 3], 128, 1),
+    ("3to16_24x24_b256", [256, 3, 24, 24], 16, 1),
+    ("16to32_s2_24x24_b256", [256, 16, 24, 24], 32, 2),
 ];
 
 /// A scalar whose backward hands `gy` to `y` unchanged: `backward()` from it runs `y`'s

@@ -140,6 +140,10 @@ pub struct ExperimentArgs {
     /// Where the datasets are [default: $SIMCLR_DATA_DIR, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Use dataset files whose content differs from the published files' (a warning instead
+    /// of an error).
+    #[arg(long)]
+    pub allow_modified_data: bool,
     /// Run directory [default: runs/<dataset>-<time>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -227,6 +231,10 @@ pub struct BaselinesArgs {
     /// Where the datasets are [default: $SIMCLR_DATA_DIR, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Use dataset files whose content differs from the published files' (a warning instead
+    /// of an error).
+    #[arg(long)]
+    pub allow_modified_data: bool,
 }
 
 /// `cargo xtask bench`.

@@ -10,29 +10,56 @@ use serde_json::json;
 use simclr_baselines::{run_baselines, BaselineConfig, Features, Method};
 use simclr_contrastive::{
     extract_features, knn_accuracy, knn_eval, linear_eval_on_features, pretrain, read_run_state,
-    resume, KnnConfig, LinearEvalConfig, PretrainConfig, PretrainSummary, SimClr, TrainEvent,
+    resume, KnnConfig, LinearEvalConfig, PretrainConfig, SimClr, TrainEvent,
 };
 use simclr_data::{
-    load_cifar10, load_mnist, resolve_data_dir, DatasetKind, Downloader, ImageSet, Loader,
+    load_cifar10, load_mnist, resolve_data_dir, verify, DatasetKind, Downloader, ImageSet, Loader,
     LoaderConfig, Split,
 };
 use simclr_nn::checkpoint::{self, LoadOptions};
 use simclr_nn::Module;
 
 use crate::cli::BaselinesArgs;
+use crate::history::History;
 use crate::plots::{self, Series};
 use crate::progress::Phase;
 use crate::report::{self, Reference, Results};
 use crate::run_dir::{Claim, RunDir};
 use crate::settings::Experiment;
 
-/// Loads a dataset from `dir`, downloading missing files from the public mirrors.
-pub fn load_dataset(kind: DatasetKind, dir: &Path) -> Result<(ImageSet, ImageSet)> {
-    let loaded = match kind {
-        DatasetKind::Mnist => load_mnist(dir, Some(&Downloader::mnist())),
-        DatasetKind::Cifar10 => load_cifar10(dir, Some(&Downloader::cifar10())),
+/// Loads a dataset from `dir`, downloading missing files from the public mirrors, and checks
+/// the files' content against the published checksums: a difference is an error unless
+/// `allow_modified` (then a warning).
+pub fn load_dataset(
+    kind: DatasetKind,
+    dir: &Path,
+    allow_modified: bool,
+) -> Result<(ImageSet, ImageSet)> {
+    let (loaded, dataset_dir) = match kind {
+        DatasetKind::Mnist => (
+            load_mnist(dir, Some(&Downloader::mnist())),
+            dir.join(simclr_data::mnist::DIR),
+        ),
+        DatasetKind::Cifar10 => (
+            load_cifar10(dir, Some(&Downloader::cifar10())),
+            dir.join(simclr_data::cifar10::DIR),
+        ),
     };
-    loaded.with_context(|| format!("cannot load the dataset from {}", dir.display()))
+    let loaded =
+        loaded.with_context(|| format!("cannot load the dataset from {}", dir.display()))?;
+    let modified = verify::check_known_files(kind, &dataset_dir)?;
+    if !modified.is_empty() {
+        let list: Vec<String> = modified.iter().map(|m| format!("  {m}")).collect();
+        let list = list.join("\n");
+        if !allow_modified {
+            bail!(
+                "these dataset files are not the published ones, so results would not be \
+                 comparable (restore them, or pass --allow-modified-data to use them anyway):\n{list}"
+            );
+        }
+        eprintln!("warning: using dataset files that are not the published ones:\n{list}");
+    }
+    Ok(loaded)
 }
 
 /// The first `limit` images of `set` (all of them without a limit).
@@ -48,7 +75,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
     let started = Instant::now();
     let a = &exp.args;
     let data_dir = resolve_data_dir(a.data_dir.as_deref());
-    let (train, test) = load_dataset(exp.kind, &data_dir)?;
+    let (train, test) = load_dataset(exp.kind, &data_dir, a.allow_modified_data)?;
     let (pretrain_set, labeled) = exp
         .split
         .apply(&train)
@@ -111,9 +138,8 @@ pub fn run(exp: &Experiment) -> Result<()> {
     let monitor = knn_monitor_sets(&train, &exp.split, &labeled, a.knn_monitor)?;
     let norm = exp.kind.normalize();
     let mut phase = Phase::start("pretrain", (exp.epochs * loader.len()) as u64);
-    let mut step_losses: Vec<(f64, f64)> = Vec::new();
-    let mut epoch_losses: Vec<(f64, f64)> = Vec::new();
-    let mut knn_curve: Vec<(f64, f64)> = Vec::new();
+    // A resumed run's plots and times cover its earlier processes too.
+    let mut history = History::replay(&run.file("metrics.jsonl"))?;
     // At most about 20 monitor points per run, and always the last epoch.
     let monitor_every = exp.epochs.div_ceil(20);
     let mut log_error = None;
@@ -122,6 +148,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
         if let Err(e) = run.log(json!({ "phase": "pretrain", "data": record })) {
             log_error.get_or_insert(e);
         }
+        history.record(event);
         match event {
             TrainEvent::Started {
                 start_epoch,
@@ -141,7 +168,6 @@ pub fn run(exp: &Experiment) -> Result<()> {
                 phase.update((start_epoch * steps_per_epoch) as u64, "");
             }
             TrainEvent::Step(s) => {
-                step_losses.push((s.step as f64 / s.batches as f64, s.loss as f64));
                 phase.update(
                     (s.step + 1) as u64,
                     &format!(
@@ -153,8 +179,6 @@ pub fn run(exp: &Experiment) -> Result<()> {
                 );
             }
             TrainEvent::Epoch(e) => {
-                // An epoch's mean belongs at its middle on the per-step axis.
-                epoch_losses.push((e.epoch as f64 + 0.5, e.mean_loss as f64));
                 let due = (e.epoch + 1) % monitor_every == 0 || e.epoch + 1 == exp.epochs;
                 let knn = monitor.as_ref().filter(|_| due).map(|(bank, queries)| {
                     let started = Instant::now();
@@ -165,7 +189,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
                     if let Err(err) = run.log(json!({ "phase": "knn_monitor", "data": record })) {
                         log_error.get_or_insert(err);
                     }
-                    knn_curve.push(((e.epoch + 1) as f64, r.accuracy as f64));
+                    history.record_knn(e.epoch, r.accuracy as f64, seconds);
                     format!(", kNN monitor {:.2} %", 100.0 * r.accuracy)
                 });
                 phase.println(&format!(
@@ -187,46 +211,26 @@ pub fn run(exp: &Experiment) -> Result<()> {
         let run = if resuming { resume } else { pretrain };
         run(&model, optimizer.as_mut(), loader, cfg, &mut on_event).context("pretraining stopped")
     };
-    let mut summary: Option<PretrainSummary> = None;
+    let mut last_part = None;
     if small_epochs > 0 {
         let small = PretrainConfig {
             epochs: small_epochs,
             ..cfg.clone()
         };
-        summary = Some(part(&loader_of(true)?, &small, resuming)?);
+        last_part = Some(part(&loader_of(true)?, &small, resuming)?);
         resuming = true;
     }
     if small_epochs < exp.epochs {
-        let then = part(&loader, &cfg, resuming)?;
-        summary = Some(match summary {
-            Some(first) => PretrainSummary {
-                epochs: [first.epochs, then.epochs].concat(),
-                state: then.state,
-                seconds: first.seconds + then.seconds,
-            },
-            None => then,
-        });
+        last_part = Some(part(&loader, &cfg, resuming)?);
     }
-    let summary = summary.expect("at least one epoch to run");
+    let state = last_part.expect("at least one epoch to run").state;
     if let Some(e) = log_error {
         return Err(e.context("cannot write metrics.jsonl"));
     }
-    let pretrain_seconds = summary.seconds;
-    let images_per_s = {
-        let (imgs, secs) = summary
-            .epochs
-            .iter()
-            .fold((0usize, 0f64), |(i, s), e| (i + e.images, s + e.seconds));
-        if secs > 0.0 {
-            imgs as f64 / secs
-        } else {
-            0.0
-        }
-    };
     phase.finish(&format!(
         "{} epochs, final loss {:.4}",
-        summary.epochs.len(),
-        summary.state.last_epoch_loss
+        history.epochs.len(),
+        state.last_epoch_loss
     ));
 
     // 2. Linear head on the frozen encoder.
@@ -264,7 +268,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
                 ),
             );
         },
-    );
+    )?;
     let classifier_seconds = classifier_started.elapsed().as_secs_f64();
     phase.finish(&format!(
         "test accuracy {:.2} %",
@@ -326,16 +330,20 @@ pub fn run(exp: &Experiment) -> Result<()> {
         test_accuracy: eval.test_accuracy as f64,
         train_accuracy: last.map_or(0.0, |e| e.train_accuracy as f64),
         knn_accuracy,
-        knn_monitor: knn_curve.iter().map(|&(e, a)| (e as usize, a)).collect(),
+        knn_monitor: history
+            .knn_curve
+            .iter()
+            .map(|&(e, a)| (e as usize, a))
+            .collect(),
         per_class_accuracy: eval
             .per_class_accuracy
             .iter()
             .map(|a| a.unwrap_or(0.0) as f64)
             .collect(),
         confusion: eval.confusion.clone(),
-        final_pretrain_loss: summary.state.last_epoch_loss as f64,
-        pretrain_images_per_s: images_per_s,
-        pretrain_seconds,
+        final_pretrain_loss: state.last_epoch_loss as f64,
+        pretrain_images_per_s: history.images_per_s(),
+        pretrain_seconds: history.seconds(),
         classifier_seconds,
         baselines_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
@@ -354,15 +362,15 @@ pub fn run(exp: &Experiment) -> Result<()> {
         &[
             Series {
                 label: "per step",
-                points: step_losses,
+                points: history.step_losses,
             },
             Series {
                 label: "epoch mean",
-                points: epoch_losses,
+                points: history.epoch_losses,
             },
         ],
     )?;
-    if !knn_curve.is_empty() {
+    if !history.knn_curve.is_empty() {
         plots::line_chart(
             &run.file("knn_monitor.png"),
             "kNN monitor (k = 200, cosine) on held-out training images",
@@ -370,7 +378,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
             "accuracy",
             &[Series {
                 label: "kNN accuracy",
-                points: knn_curve.clone(),
+                points: history.knn_curve.clone(),
             }],
         )?;
     }
@@ -456,7 +464,8 @@ fn cluster_pixels(
 /// `cargo xtask baselines`: clustering alone, on pixels or on a run's encoder features.
 pub fn baselines_only(args: &BaselinesArgs) -> Result<()> {
     let kind = crate::dataset_kind(&args.dataset)?;
-    let (train, test) = load_dataset(kind, &resolve_data_dir(args.data_dir.as_deref()))?;
+    let data_dir = resolve_data_dir(args.data_dir.as_deref());
+    let (train, test) = load_dataset(kind, &data_dir, args.allow_modified_data)?;
     let fit_range = match &args.fit_range {
         Some(r) => simclr_data::parse_range(r).map_err(|e| anyhow::anyhow!("--fit-range: {e}"))?,
         None => Split::report(kind).pretrain,
@@ -478,7 +487,7 @@ pub fn baselines_only(args: &BaselinesArgs) -> Result<()> {
             cluster_pixels(&fit, &test, &cfg)?
         }
         Some(run_dir) => {
-            let model = encoder_of_run(run_dir)?;
+            let model = encoder_of_run(run_dir, kind)?;
             let norm = kind.normalize();
             let as_features = |s: &ImageSet| -> Result<Features> {
                 let x = extract_features(&*model.encoder, s, &norm, 512);
@@ -501,13 +510,30 @@ pub fn baselines_only(args: &BaselinesArgs) -> Result<()> {
     Ok(())
 }
 
-/// Rebuilds the model of a finished run from its `config.json` and loads its checkpoint.
-fn encoder_of_run(run_dir: &Path) -> Result<SimClr> {
+/// Rebuilds the model of a finished run from its `config.json` and loads its checkpoint,
+/// refusing a run whose encoder was trained on another dataset than `kind`'s images.
+fn encoder_of_run(run_dir: &Path, kind: DatasetKind) -> Result<SimClr> {
     let config_path = run_dir.join("config.json");
     let text = std::fs::read_to_string(&config_path)
         .with_context(|| format!("cannot read {}", config_path.display()))?;
     let config: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", config_path.display()))?;
+    let dataset = match kind {
+        DatasetKind::Mnist => "mnist",
+        DatasetKind::Cifar10 => "cifar10",
+    };
+    match config["dataset"].as_str() {
+        Some(trained_on) if trained_on == dataset => {}
+        Some(trained_on) => bail!(
+            "{} holds an encoder trained on {trained_on}, which cannot embed {dataset} images \
+             (cluster {trained_on} with it: `cargo xtask baselines {trained_on} --encoder …`)",
+            run_dir.display()
+        ),
+        None => bail!(
+            "{} does not say which dataset the run trained on",
+            config_path.display()
+        ),
+    }
     let mut rng = StdRng::seed_from_u64(0);
     let model = match config["resnet"]["arch"].as_str() {
         None => SimClr::mnist(&mut rng),
@@ -528,4 +554,26 @@ fn encoder_of_run(run_dir: &Path) -> Result<SimClr> {
     checkpoint::load(&path, &model, None, &options)
         .with_context(|| format!("cannot load {}", path.display()))?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encoder_of_another_dataset_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("simclr-encoder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"dataset": "mnist"}"#).unwrap();
+        let err = encoder_of_run(&dir, DatasetKind::Cifar10)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("trained on mnist"), "{err}");
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        let err = encoder_of_run(&dir, DatasetKind::Mnist)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("which dataset"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -8,6 +8,7 @@
 mod bench;
 mod cli;
 mod experiment;
+mod history;
 mod plots;
 mod progress;
 mod report;
@@ -74,7 +75,8 @@ fn run(cli: Cli) -> Result<()> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--recipe: {e}"))?;
             let dir = resolve_data_dir(args.data_dir.as_deref());
-            let (train, _) = experiment::load_dataset(kind, &dir)?;
+            // A picture of the augmentations: any images will do.
+            let (train, _) = experiment::load_dataset(kind, &dir, true)?;
             augment_grid_png(&train, recipe, kind, args.pairs, args.seed, &args.out)
                 .with_context(|| format!("cannot write {}", args.out.display()))?;
             println!(

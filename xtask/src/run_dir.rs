@@ -70,11 +70,13 @@ impl RunDir {
                 }
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&metrics_path)
-            .with_context(|| format!("cannot open {}", metrics_path.display()));
+        let file = repair_tail(&metrics_path).and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .with_context(|| format!("cannot open {}", metrics_path.display()))
+        });
         let file = match file {
             Ok(f) => f,
             Err(e) => {
@@ -109,12 +111,14 @@ impl RunDir {
         Ok(())
     }
 
-    /// Appends one JSON object as a line of `metrics.jsonl`.
+    /// Appends one JSON object as a line of `metrics.jsonl`, in one write.
     pub fn log(&mut self, record: serde_json::Value) -> Result<()> {
-        serde_json::to_writer(&mut self.metrics, &record)?;
-        self.metrics.write_all(b"\n")?;
-        self.metrics.flush()?;
-        Ok(())
+        let mut line = serde_json::to_vec(&record)?;
+        line.push(b'\n');
+        self.metrics
+            .write_all(&line)
+            .and_then(|()| self.metrics.flush())
+            .with_context(|| format!("cannot append to {}", self.file("metrics.jsonl").display()))
     }
 }
 
@@ -126,6 +130,25 @@ impl Drop for RunDir {
 
 /// The checkpoint's file name (removed by `--overwrite`).
 const CHECKPOINT_FILE: &str = simclr_contrastive::checkpoint::CHECKPOINT_FILE;
+
+/// Cuts an incomplete last line (a write cut short by a full disk or a kill) off `metrics`, so
+/// the next record starts a line of its own and every line of the log parses.
+fn repair_tail(metrics: &Path) -> Result<()> {
+    let bytes = match fs::read(metrics) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", metrics.display())),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let whole_lines = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    OpenOptions::new()
+        .write(true)
+        .open(metrics)
+        .and_then(|f| f.set_len(whole_lines as u64))
+        .with_context(|| format!("cannot repair the torn last line of {}", metrics.display()))
+}
 
 /// Creates `dir/run.lock` holding this process's id; a lock whose process no longer runs is
 /// stale and taken over.
@@ -268,6 +291,24 @@ mod tests {
         assert!(!tmp.exists());
         let holder = fs::read_to_string(dir.join("run.lock")).unwrap();
         assert_eq!(holder, std::process::id().to_string());
+        drop(run);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_of_the_log_is_cut_before_the_run_appends() {
+        let dir = scratch_dir("torn");
+        let whole = "{\"phase\":\"pretrain\"}\n";
+        fs::write(
+            dir.join("metrics.jsonl"),
+            format!("{whole}{{\"phase\":\"pre"),
+        )
+        .unwrap();
+        let mut run = RunDir::open(dir.clone(), Claim::Resume).unwrap();
+        run.log(serde_json::json!({ "phase": "classifier" }))
+            .unwrap();
+        let text = fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        assert_eq!(text, format!("{whole}{{\"phase\":\"classifier\"}}\n"));
         drop(run);
         fs::remove_dir_all(&dir).unwrap();
     }

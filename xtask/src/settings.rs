@@ -82,9 +82,9 @@ impl Defaults {
                 width: 16,
                 temperature: 0.2,
                 schedule: ScheduleKind::WarmupCosine,
-                epochs: 60,
-                view_size: Some(16),
-                full_size_epochs: 4,
+                epochs: 30,
+                view_size: Some(24),
+                full_size_epochs: 0,
                 classifier_epochs: 100,
                 baselines: false,
                 ..report

@@ -1,4 +1,4 @@
-//! The one error type of pretraining and evaluation.
+//! The error types of pretraining and of evaluation.
 
 use std::path::PathBuf;
 
@@ -74,4 +74,35 @@ pub enum PretrainError {
     /// The loader yields no batch (fewer images than one batch), or a batch has one pair.
     #[error("pretraining needs at least one batch of 2 or more images per epoch; {0}")]
     NoBatches(String),
+}
+
+/// Why a linear evaluation or a fine-tune stopped: it would otherwise report a NaN accuracy.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The frozen encoder gave a NaN or infinite feature (damaged weights or inputs).
+    #[error(
+        "the {set} features hold a non-finite value (image {image}, feature {feature}); \
+         the encoder's weights or its inputs are damaged"
+    )]
+    NonFiniteFeatures {
+        /// `labeled` or `test`.
+        set: &'static str,
+        /// Row of the first non-finite value.
+        image: usize,
+        /// Column of the first non-finite value.
+        feature: usize,
+    },
+    /// The classifier's loss became NaN or infinite.
+    #[error(
+        "the classifier's loss is {loss} in epoch {epoch}, batch {batch}; \
+         its learning rate is probably too large"
+    )]
+    NonFiniteLoss {
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Batch within the epoch (0-based).
+        batch: usize,
+        /// The value.
+        loss: f32,
+    },
 }

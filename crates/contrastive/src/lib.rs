@@ -29,7 +29,7 @@
 //! let labeled = train.subset(24_000..30_000)?;
 //! let norm = DatasetKind::Mnist.normalize();
 //! let report = linear_eval(&*model.encoder, &labeled, &test, &norm,
-//!                          &LinearEvalConfig::default(), |_| {});
+//!                          &LinearEvalConfig::default(), |_| {})?;
 //! println!("test accuracy {:.2} %", 100.0 * report.test_accuracy);
 //! # Ok(()) }
 //! ```
@@ -46,7 +46,7 @@ pub mod nt_xent;
 pub mod pretrain;
 
 pub use checkpoint::{load_checkpoint, read_run_state, save_checkpoint, RunState};
-pub use error::PretrainError;
+pub use error::{EvalError, PretrainError};
 pub use features::{extract_features, features_of};
 pub use knn::{knn_accuracy, knn_eval, KnnConfig, KnnReport};
 pub use linear_eval::{

@@ -7,7 +7,8 @@
 //! (of the predictions made while training, as the report's loop counts it) and the test
 //! accuracy; the final report adds per-class test accuracy and the confusion matrix.
 //! If the features separate the classes linearly, this probe finds it: the accuracy measures
-//! the representation, not the classifier.
+//! the representation, not the classifier. Non-finite features or a non-finite classifier
+//! loss are an [`EvalError`], never a NaN accuracy.
 //!
 //! [`fine_tune`] is the other protocol: the encoder is *not* frozen, and encoder and head are
 //! trained together on (optionally augmented) labeled images.
@@ -20,6 +21,7 @@ use simclr_data::{Augmenter, ImageSet, Loader, LoaderConfig, Normalize};
 use simclr_nn::{Adam, AdamConfig, Linear, Module, Optimizer};
 use simclr_tensor::{no_grad, Tensor};
 
+use crate::error::EvalError;
 use crate::features::{extract_features, features_of};
 
 /// Settings of the linear probe.
@@ -98,7 +100,7 @@ pub fn linear_eval(
     norm: &Normalize,
     cfg: &LinearEvalConfig,
     on_epoch: impl FnMut(&ClassifierEpoch),
-) -> EvalReport {
+) -> Result<EvalReport, EvalError> {
     let t = Instant::now();
     let train_x = extract_features(encoder, labeled, norm, cfg.feature_batch_size);
     let test_x = extract_features(encoder, test, norm, cfg.feature_batch_size);
@@ -112,9 +114,9 @@ pub fn linear_eval(
         classes,
         cfg,
         on_epoch,
-    );
+    )?;
     report.feature_seconds = feature_seconds;
-    report
+    Ok(report)
 }
 
 /// Trains `Linear(F → classes)` on cached features `train_x: [N, F]` with `train_y`, and
@@ -127,7 +129,7 @@ pub fn linear_eval_on_features(
     classes: usize,
     cfg: &LinearEvalConfig,
     mut on_epoch: impl FnMut(&ClassifierEpoch),
-) -> EvalReport {
+) -> Result<EvalReport, EvalError> {
     assert!(
         train_x.ndim() == 2 && train_x.dim(0) == train_y.len(),
         "linear_eval: {} labels for features of shape {:?}",
@@ -141,6 +143,8 @@ pub fn linear_eval_on_features(
         test_y.len(),
         train_x.shape()
     );
+    check_finite(train_x, "labeled")?;
+    check_finite(test_x, "test")?;
     let started = Instant::now();
     let (n, f) = (train_x.dim(0), train_x.dim(1));
     let standardized;
@@ -163,7 +167,7 @@ pub fn linear_eval_on_features(
             cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         ));
         let (mut loss_sum, mut correct, mut batches) = (0.0f64, 0usize, 0usize);
-        for idx in order.chunks(cfg.batch_size.max(1)) {
+        for (batch, idx) in order.chunks(cfg.batch_size.max(1)).enumerate() {
             batch_x.clear();
             for &i in idx {
                 batch_x.extend_from_slice(&x_all[i * f..(i + 1) * f]);
@@ -177,7 +181,7 @@ pub fn linear_eval_on_features(
                 .zip(&targets)
                 .filter(|(p, &t)| *p == t)
                 .count();
-            loss_sum += loss.item() as f64;
+            loss_sum += finite_loss(loss.item(), epoch, batch)? as f64;
             loss.backward();
             opt.step();
             batches += 1;
@@ -195,7 +199,7 @@ pub fn linear_eval_on_features(
     }
     drop(x_all);
     let (test_accuracy, confusion) = evaluate(&classifier, test_x, test_y, classes);
-    EvalReport {
+    Ok(EvalReport {
         epochs,
         test_accuracy,
         per_class_accuracy: per_class(&confusion),
@@ -203,6 +207,28 @@ pub fn linear_eval_on_features(
         feature_dim: f,
         feature_seconds: 0.0,
         train_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The first non-finite value of the `[N, F]` features `x` as an error naming `set`.
+fn check_finite(x: &Tensor, set: &'static str) -> Result<(), EvalError> {
+    let f = x.dim(1).max(1);
+    match x.data().iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(EvalError::NonFiniteFeatures {
+            set,
+            image: i / f,
+            feature: i % f,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `loss` if it is finite, else the error naming where it was seen.
+fn finite_loss(loss: f32, epoch: usize, batch: usize) -> Result<f32, EvalError> {
+    if loss.is_finite() {
+        Ok(loss)
+    } else {
+        Err(EvalError::NonFiniteLoss { epoch, batch, loss })
     }
 }
 
@@ -269,7 +295,7 @@ pub fn fine_tune(
     norm: &Normalize,
     cfg: &FineTuneConfig,
     mut on_epoch: impl FnMut(&ClassifierEpoch),
-) -> EvalReport {
+) -> Result<EvalReport, EvalError> {
     let started = Instant::now();
     let classes = loader.set().num_classes().max(test.num_classes());
     let mut rng = StdRng::seed_from_u64(cfg.seed);
@@ -286,7 +312,7 @@ pub fn fine_tune(
         let t = Instant::now();
         encoder.train();
         let (mut loss_sum, mut correct, mut seen, mut batches) = (0.0f64, 0usize, 0usize, 0usize);
-        for batch in loader.epoch(epoch as u64) {
+        for (index, batch) in loader.epoch(epoch as u64).enumerate() {
             let targets: Vec<usize> = batch.labels.iter().map(|&l| l as usize).collect();
             let dims = batch.dims();
             let x = Tensor::from_vec(batch.data, &dims);
@@ -298,7 +324,7 @@ pub fn fine_tune(
                 .filter(|(p, &t)| *p == t)
                 .count();
             seen += targets.len();
-            loss_sum += loss.item() as f64;
+            loss_sum += finite_loss(loss.item(), epoch, index)? as f64;
             loss.backward();
             opt.step();
             batches += 1;
@@ -318,7 +344,7 @@ pub fn fine_tune(
     }
     encoder.eval();
     let test_accuracy = epochs.last().map_or(f32::NAN, |e| e.test_accuracy);
-    EvalReport {
+    Ok(EvalReport {
         epochs,
         test_accuracy,
         per_class_accuracy: per_class(&last_confusion),
@@ -326,7 +352,7 @@ pub fn fine_tune(
         feature_dim,
         feature_seconds: 0.0,
         train_seconds: started.elapsed().as_secs_f64(),
-    }
+    })
 }
 
 /// A one-view loader for [`fine_tune`] over `labeled`, with `augmenter`'s view 0 pipeline.
@@ -407,7 +433,7 @@ mod tests {
             ..LinearEvalConfig::default()
         };
         let mut seen = 0;
-        let r = linear_eval_on_features(&tx, &ty, &vx, &vy, 3, &cfg, |_| seen += 1);
+        let r = linear_eval_on_features(&tx, &ty, &vx, &vy, 3, &cfg, |_| seen += 1).unwrap();
         assert_eq!(seen, 20);
         assert_eq!(r.test_accuracy, 1.0, "{:?}", r.epochs.last());
         assert!(r.epochs[19].train_loss < r.epochs[0].train_loss);
@@ -415,6 +441,37 @@ mod tests {
         assert_eq!(r.per_class_accuracy, vec![Some(1.0); 3]);
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"confusion\""));
+    }
+
+    #[test]
+    fn non_finite_features_and_losses_are_errors_not_nan_accuracies() {
+        let y = vec![0u8, 1, 0, 1];
+        let x = Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.1, 0.1, 1.0], &[4, 2]);
+        let mut bad = x.to_vec();
+        bad[5] = f32::NAN;
+        let bad = Tensor::from_vec(bad, &[4, 2]);
+        let cfg = LinearEvalConfig {
+            epochs: 3,
+            batch_size: 2,
+            ..LinearEvalConfig::default()
+        };
+        let err = linear_eval_on_features(&x, &y, &bad, &y, 2, &cfg, |_| {}).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EvalError::NonFiniteFeatures {
+                    set: "test",
+                    image: 2,
+                    feature: 1
+                }
+            ),
+            "{err}"
+        );
+        // A rate so large that the head's weights overflow within a few steps.
+        let cfg = LinearEvalConfig { lr: 1e38, ..cfg };
+        let err = linear_eval_on_features(&x, &y, &x, &y, 2, &cfg, |_| {}).unwrap_err();
+        assert!(matches!(err, EvalError::NonFiniteLoss { .. }), "{err}");
+        assert!(err.to_string().contains("learning rate"), "{err}");
     }
 
     #[test]

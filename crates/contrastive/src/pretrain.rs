@@ -27,7 +27,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use simclr_data::Loader;
 use simclr_nn::{Module, Optimizer, Schedule};
 use simclr_tensor::Tensor;
@@ -67,7 +67,7 @@ impl PretrainConfig {
 }
 
 /// What one optimizer step did.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepStats {
     /// Epoch (0-based).
     pub epoch: usize,
@@ -92,7 +92,7 @@ pub struct StepStats {
 }
 
 /// What one epoch did.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
     /// Epoch (0-based).
     pub epoch: usize,
@@ -111,7 +111,7 @@ pub struct EpochStats {
 }
 
 /// Progress of a pretraining run, reported to the caller's callback.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TrainEvent {
     /// The loop is about to run epochs `start_epoch..epochs`.

@@ -61,7 +61,8 @@ fn linear_probe_knn_and_fine_tune_on_separable_images() {
     let mut curve = Vec::new();
     let report = linear_eval(&enc, &train, &test, &norm, &cfg, |e| {
         curve.push(e.test_accuracy)
-    });
+    })
+    .unwrap();
     assert_eq!(curve.len(), 15);
     assert!(report.test_accuracy > 0.9, "{report:?}");
     assert_eq!(report.confusion.len(), 10);
@@ -92,7 +93,7 @@ fn linear_probe_knn_and_fine_tune_on_separable_images() {
         lr: 1e-3,
         seed: 0,
     };
-    let tuned = fine_tune(&enc, 32, &loader, &test, &norm, &ft, |_| {});
+    let tuned = fine_tune(&enc, 32, &loader, &test, &norm, &ft, |_| {}).unwrap();
     assert_eq!(tuned.epochs.len(), 3);
     assert!(tuned.test_accuracy > 0.9, "{tuned:?}");
     assert_ne!(

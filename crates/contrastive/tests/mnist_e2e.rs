@@ -59,8 +59,8 @@ fn pretraining_beats_random_init_under_a_linear_probe() {
     .unwrap();
     let pretrain_s = summary.seconds;
 
-    let before = linear_eval(&*random.encoder, &labeled, &test, &norm, &probe, |_| {});
-    let after = linear_eval(&*model.encoder, &labeled, &test, &norm, &probe, |_| {});
+    let before = linear_eval(&*random.encoder, &labeled, &test, &norm, &probe, |_| {}).unwrap();
+    let after = linear_eval(&*model.encoder, &labeled, &test, &norm, &probe, |_| {}).unwrap();
     let knn = KnnConfig::default();
     let knn_before = knn_eval(&*random.encoder, &labeled, &test, &norm, &knn).accuracy;
     let knn_after = knn_eval(&*model.encoder, &labeled, &test, &norm, &knn).accuracy;

@@ -190,8 +190,11 @@ pub enum DataError {
         actual: String,
     },
 
-    /// No mirror could be reached: says exactly which files to put where.
-    #[error("could not reach any mirror ({reason}).\nDownload these files by hand and put them here:\n{}", list_lines(.instructions))]
+    /// Files are missing and no mirror could be reached: says exactly which files to put where.
+    #[error("{} not in the data directory, and downloading failed: no mirror could be reached \
+             ({reason}).\nDownload by hand and put here:\n{}",
+            if instructions.len() == 1 { "a dataset file is" } else { "dataset files are" },
+            list_lines(.instructions))]
     Offline {
         /// The last connection error.
         reason: String,

@@ -4,7 +4,8 @@
 //!
 //! 1. **Where** — [`resolve_data_dir`]: `--data-dir`, else `$SIMCLR_DATA_DIR`, else `./data`,
 //!    holding `mnist/` and `cifar-10-batches-bin/`.
-//! 2. **Get** — [`download`]: missing files come from the public mirrors, checksum-verified.
+//! 2. **Get** — [`download`]: missing files come from the public mirrors, checksum-verified;
+//!    [`verify`]: local files are checked against the published content checksums.
 //! 3. **Parse** — [`mnist`] (IDX) and [`cifar10`] (binary batches), gzipped or raw, into an
 //!    [`ImageSet`] of `u8` CHW images; every malformed input is a typed [`DataError`] naming
 //!    file, field and byte offset.
@@ -28,6 +29,7 @@ pub mod loader;
 pub mod mnist;
 mod normalize;
 pub mod split;
+pub mod verify;
 
 pub use augment::{Augmenter, Pipeline, Recipe};
 pub use dataset::ImageSet;

@@ -28,6 +28,8 @@ pub const FILES: [&str; 4] = [
 pub const TRAIN_LEN: usize = 60_000;
 /// Number of test images.
 pub const TEST_LEN: usize = 10_000;
+/// Rows and columns of every MNIST image.
+pub const SIDE: usize = 28;
 
 /// Parsed MNIST images: count, rows, columns and the `count*rows*cols` pixel bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,8 +84,9 @@ pub fn parse_labels(bytes: &[u8], file: &Path) -> Result<Vec<u8>> {
     Ok(idx.data.to_vec())
 }
 
-/// Parses an images file and its labels file into one [`ImageSet`], checking that both hold
-/// the same number of records.
+/// Parses an images file and its labels file into one [`ImageSet`], checking that the images
+/// are MNIST's 28 × 28 (a header giving another shape of 784 pixels would scramble them) and
+/// that both files hold the same number of records.
 pub fn parse_pair(
     images: &[u8],
     images_file: &Path,
@@ -91,6 +94,17 @@ pub fn parse_pair(
     labels_file: &Path,
 ) -> Result<ImageSet> {
     let im = parse_images(images, images_file)?;
+    for (found, field, offset) in [(im.rows, "rows", 8), (im.cols, "columns", 12)] {
+        if found != SIDE {
+            return Err(DataError::BadDimension {
+                file: images_file.to_path_buf(),
+                field,
+                offset,
+                expected: format!("{SIDE} (MNIST images are {SIDE} × {SIDE})"),
+                found: found as u64,
+            });
+        }
+    }
     let lb = parse_labels(labels, labels_file)?;
     if im.count != lb.len() {
         return Err(DataError::LengthMismatch {
@@ -176,6 +190,12 @@ mod tests {
         idx(0x803, &[n, 4, 4], &px)
     }
 
+    /// `n` MNIST-shaped (28 × 28) images.
+    fn mnist_images(n: u32) -> Vec<u8> {
+        let px: Vec<u8> = (0..n * 784).map(|v| v as u8).collect();
+        idx(0x803, &[n, 28, 28], &px)
+    }
+
     fn labels(l: &[u8]) -> Vec<u8> {
         idx(0x801, &[l.len() as u32], l)
     }
@@ -198,18 +218,18 @@ mod tests {
             write_set(
                 t.path(),
                 [
-                    &images(3),
+                    &mnist_images(3),
                     &labels(&[1, 2, 3]),
-                    &images(2),
+                    &mnist_images(2),
                     &labels(&[9, 0]),
                 ],
                 gzip,
             );
             let (train, test) = load(t.path()).unwrap();
             assert_eq!((train.len(), test.len()), (3, 2));
-            assert_eq!(train.shape(), [1, 4, 4]);
+            assert_eq!(train.shape(), [1, 28, 28]);
             assert_eq!(test.labels, vec![9, 0]);
-            assert_eq!(train.image(1).unwrap()[0], 16);
+            assert_eq!(train.image(1).unwrap()[0], (784 % 256) as u8);
         }
     }
 
@@ -318,7 +338,7 @@ mod tests {
     #[test]
     fn images_and_labels_of_different_lengths() {
         let r = parse_pair(
-            &images(3),
+            &mnist_images(3),
             Path::new("im"),
             &labels(&[1, 2]),
             Path::new("l"),
@@ -332,14 +352,32 @@ mod tests {
     }
 
     #[test]
+    fn images_of_another_shape_are_not_mnist() {
+        // 784 pixels per image as 56 × 14 (a reshape would scramble them), and 28 × 4.
+        let px = vec![0u8; 2 * 784];
+        for (dims, field, offset) in [([2, 56, 14], "rows", 8), ([2, 28, 4], "columns", 12)] {
+            let n = (dims[0] * dims[1] * dims[2]) as usize;
+            let b = idx(0x803, &dims, &px[..n]);
+            let err =
+                parse_pair(&b, Path::new("im"), &labels(&[1, 2]), Path::new("l")).unwrap_err();
+            assert!(err.to_string().contains("28 × 28"), "{err}");
+            assert!(
+                matches!(err, DataError::BadDimension { field: f, offset: o, .. }
+                    if f == field && o == offset),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
     fn corrupt_gzip_file() {
         let t = tempfile::tempdir().unwrap();
         write_set(
             t.path(),
             [
-                &images(3),
+                &mnist_images(3),
                 &labels(&[1, 2, 3]),
-                &images(2),
+                &mnist_images(2),
                 &labels(&[9, 0]),
             ],
             true,

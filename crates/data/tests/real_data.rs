@@ -1,9 +1,10 @@
-//! The real datasets (from `SIMCLR_DATA_DIR`, e.g. `../shared/data`): counts, label counts
-//! from its MANIFEST, known first pixels, and the normalisation constants. One test per
+//! The real datasets (from `SIMCLR_DATA_DIR`, e.g. `../shared/data`): the published content
+//! checksums, counts, label counts from its MANIFEST, known first pixels, and the
+//! normalisation constants. One test per
 //! dataset, since each decompresses tens of megabytes. Without the variable they print
 //! "skipped"; with `CI=true` a missing directory fails (see `simclr_data::test_data_dir`).
 
-use simclr_data::{cifar10, mnist, Normalize, Split};
+use simclr_data::{cifar10, mnist, verify, DatasetKind, Normalize, Split};
 
 /// Mean and standard deviation of each channel of `set`, pixels scaled to [0, 1].
 fn channel_stats(set: &simclr_data::ImageSet) -> Vec<(f64, f64)> {
@@ -31,6 +32,8 @@ fn real_mnist() {
         return;
     };
     let (train, test) = mnist::load(&dir.join(mnist::DIR)).expect("MNIST parses");
+    let modified = verify::check_known_files(DatasetKind::Mnist, &dir.join(mnist::DIR)).unwrap();
+    assert!(modified.is_empty(), "{modified:?}");
     assert_eq!((train.len(), test.len()), (60_000, 10_000));
     assert_eq!(train.shape(), [1, 28, 28]);
     assert_eq!(
@@ -57,6 +60,9 @@ fn real_cifar10() {
         return;
     };
     let (train, test) = cifar10::load(&dir.join(cifar10::DIR)).expect("CIFAR-10 parses");
+    let modified =
+        verify::check_known_files(DatasetKind::Cifar10, &dir.join(cifar10::DIR)).unwrap();
+    assert!(modified.is_empty(), "{modified:?}");
     assert_eq!((train.len(), test.len()), (50_000, 10_000));
     assert_eq!(train.shape(), [3, 32, 32]);
     assert_eq!(train.label_counts(), vec![5000; 10]);

@@ -11,7 +11,9 @@
 //! * a small string→string metadata map in the safetensors header (epoch, seed, serialised
 //!   config, …).
 //!
-//! Writes are atomic: the bytes go to a temporary file in the destination's directory, which is
+//! Files are byte-deterministic (tensors sorted by name, metadata by key) and carry the CRC-32
+//! of their tensor bytes, which loading verifies: damaged weights are an error, not a silent
+//! resume. Writes are atomic: the bytes go to a temporary file in the destination's directory, which is
 //! synced and then renamed over the destination, so a crash leaves either the old file or the
 //! new one, never a torn one.
 //!
@@ -22,13 +24,12 @@
 //! classifier `fc.*` and the 7×7 `conv1.weight` are skipped and reported in the [`LoadReport`].
 //! PyTorch stores BatchNorm's `num_batches_tracked` as int64; that one key may be I64.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensors};
 use simclr_tensor::Tensor;
 
 use crate::module::Module;
@@ -100,6 +101,16 @@ pub enum CheckpointError {
         path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// The tensor bytes do not match the checksum the file was written with.
+    #[error("{}: the tensor bytes are damaged (CRC-32 {found}, written as {expected})", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The checksum in the file's metadata.
+        expected: String,
+        /// The checksum of the bytes read.
+        found: String,
     },
     /// Two tensors to save share a name.
     #[error("{}: duplicate tensor name `{key}`", path.display())]
@@ -232,11 +243,23 @@ impl Checkpoint {
                 (name, entry)
             })
             .collect();
-        let metadata = meta
+        let mut metadata: BTreeMap<String, String> = meta
             .metadata()
             .as_ref()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
+        if let Some(expected) = metadata.remove(CHECKSUM_KEY) {
+            // `deserialize` has checked the header length and that the offsets cover the rest.
+            let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+            let found = format!("{:08x}", crc32fast::hash(&bytes[8 + header_len..]));
+            if found != expected {
+                return Err(CheckpointError::Corrupt {
+                    path,
+                    expected,
+                    found,
+                });
+            }
+        }
         Ok(Checkpoint {
             path,
             entries,
@@ -393,56 +416,58 @@ impl Checkpoint {
     }
 }
 
-/// An f32 tensor's bytes in the form safetensors serialises.
-struct F32View {
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl View for &F32View {
-    fn dtype(&self) -> Dtype {
-        Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
+/// The metadata key holding the CRC-32 of a file's tensor bytes: [`save_tensors`] writes it and
+/// [`Checkpoint::read`] verifies it when present (files from elsewhere lack it).
+pub const CHECKSUM_KEY: &str = "simclr.crc32";
 
 /// Writes named f32 tensors and metadata to `path` atomically (temp file + rename).
+///
+/// The encoding is safetensors' — an 8-byte little-endian header length, the JSON header padded
+/// with spaces to a multiple of 8, then the tensors' bytes in the header's order — written here
+/// rather than by `safetensors::serialize`, whose metadata passes through a `HashMap` and comes
+/// out in another order every run. Tensors are sorted by name and the metadata by key, so equal
+/// weights and metadata give byte-identical files. The CRC-32 of the tensor bytes is added to
+/// the metadata under [`CHECKSUM_KEY`].
 pub fn save_tensors(
     path: impl AsRef<Path>,
     tensors: &[(String, Tensor)],
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), CheckpointError> {
     let path = path.as_ref();
-    let mut views: BTreeMap<&str, F32View> = BTreeMap::new();
+    let mut sorted: BTreeMap<&str, &Tensor> = BTreeMap::new();
     for (name, t) in tensors {
-        let bytes = t.data().iter().flat_map(|v| v.to_le_bytes()).collect();
-        let view = F32View {
-            shape: t.shape().to_vec(),
-            bytes,
-        };
-        if views.insert(name.as_str(), view).is_some() {
+        if sorted.insert(name.as_str(), t).is_some() {
             return Err(CheckpointError::DuplicateKey {
                 path: path.to_path_buf(),
                 key: name.clone(),
             });
         }
     }
-    let info: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let info = (!info.is_empty()).then_some(info);
-    let bytes = safetensors::serialize(views.iter().map(|(k, v)| (*k, v)), &info).map_err(|e| {
-        CheckpointError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }
-    })?;
+    let mut data = Vec::new();
+    let mut header = serde_json::Map::new();
+    for (name, t) in &sorted {
+        let begin = data.len();
+        data.extend(t.data().iter().flat_map(|v| v.to_le_bytes()));
+        let entry = serde_json::json!({
+            "dtype": "F32",
+            "shape": t.shape(),
+            "data_offsets": [begin, data.len()],
+        });
+        header.insert(name.to_string(), entry);
+    }
+    let mut metadata = metadata.clone();
+    metadata.insert(
+        CHECKSUM_KEY.to_string(),
+        format!("{:08x}", crc32fast::hash(&data)),
+    );
+    header.insert("__metadata__".into(), serde_json::json!(metadata));
+    let mut header = serde_json::to_vec(&header).expect("a JSON map of strings and numbers");
+    header.resize(header.len().next_multiple_of(8), b' ');
+
+    let mut bytes = Vec::with_capacity(8 + header.len() + data.len());
+    bytes.extend((header.len() as u64).to_le_bytes());
+    bytes.extend(header);
+    bytes.extend(data);
     write_atomic(path, &bytes)
 }
 

@@ -219,3 +219,41 @@ fn unreadable_files_are_errors_not_panics() {
     .unwrap_err();
     assert!(err.to_string().contains("`a`"));
 }
+
+#[test]
+fn equal_weights_and_metadata_give_byte_identical_files() {
+    let model = ResNet::resnet18(2, &mut StdRng::seed_from_u64(0));
+    // Enough keys that a hash map would order them differently between two saves.
+    let metadata: BTreeMap<String, String> = (0..16)
+        .map(|i| (format!("key{i}"), format!("value {i}")))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    checkpoint::save(&a, &model, None, &metadata).unwrap();
+    checkpoint::save(&b, &model, None, &metadata).unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // The file is plain safetensors to other readers: the crate's own parser takes it.
+    let bytes = std::fs::read(&a).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.len(), model.state_dict().len());
+}
+
+#[test]
+fn damaged_tensor_bytes_are_refused_by_their_checksum() {
+    let model = Sequential::new().add(Linear::new(4, 3, &mut StdRng::seed_from_u64(0)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    checkpoint::save(&path, &model, None, &BTreeMap::new()).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Any one changed bit of the weights (the last bytes of the file) is caught.
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = checkpoint::load(&path, &model, None, &LoadOptions::strict()).unwrap_err();
+    assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("ckpt.safetensors"), "{err}");
+    // The checksum is the file's business, not the caller's metadata.
+    bytes[last] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(Checkpoint::read(&path).unwrap().metadata().is_empty());
+}

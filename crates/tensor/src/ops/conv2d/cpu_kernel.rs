@@ -433,10 +433,14 @@ fn fmadd(a: f32, b: f32, c: f32) -> f32 {
 }
 
 impl Geometry {
-    /// Width of the zero-padded input plane: the padded image, widened so the last block of
-    /// [`LANES`] outputs in a row can read a full block for every tap.
+    /// Width of the zero-padded input plane: the padded image, for the direct kernels widened
+    /// so the last block of [`LANES`] outputs in a row can read a full block for every tap.
     fn padded_w(&self) -> usize {
-        (self.w + 2 * self.pad).max(self.wo.div_ceil(LANES) * LANES + self.kw - 1)
+        if self.is_direct() {
+            (self.w + 2 * self.pad).max(self.wo.div_ceil(LANES) * LANES + self.kw - 1)
+        } else {
+            self.w + 2 * self.pad
+        }
     }
 
     /// Rows of the zero-padded input plane.
@@ -486,15 +490,66 @@ impl Geometry {
     /// ([`Gathered`](crate::gemm::Gathered)), for the forward and for the input gradient as
     /// the [`adjoint`](Self::adjoint) convolution: stride 1 with a square kernel, at least two
     /// input channels (one takes the direct kernels), padding at most `k − 1` (so the adjoint's
-    /// is not negative), and input and output images in whole strips of 16 pixels.
+    /// is not negative), and either input and output images in whole strips of 16 pixels, or
+    /// [wide](Self::gathers_wide) rows that waste at most a quarter of the columns.
     pub fn gathers(&self) -> bool {
         self.stride == 1
             && self.kh == self.kw
             && self.pad < self.kh
             && !self.is_pointwise()
             && !self.is_direct()
-            && fills_strips(self.ho, self.wo)
-            && fills_strips(self.h, self.w)
+            && self.wide_columns_pay()
+            && self.adjoint().wide_columns_pay()
+    }
+
+    /// Whether a gathered column matrix runs over *wide* output rows: when the rows do not
+    /// fill whole strips of 16 pixels (24-pixel images, say), the output is computed as if it
+    /// were as wide as the padded input (`padded_w` columns per row, the last `padded_w − wo`
+    /// of them garbage, discarded), so that output pixel `oy·padded_w + ox` reads tap
+    /// `(ky, kx)` at `(oy + ky)·padded_w + ox + kx` — one run of consecutive values for any
+    /// 16 consecutive columns, across rows. The forward's garbage columns are never copied
+    /// out, and the output gradient is zero there, so they add nothing to the weight gradient.
+    pub fn gathers_wide(&self) -> bool {
+        !(fills_strips(self.ho, self.wo) && fills_strips(self.h, self.w))
+    }
+
+    /// Wide columns cost `wide_p / p` times the work; worth it up to 5/4 (24- and 12-pixel
+    /// images: 1.08 and 1.22), not beyond (6 pixels: 1.33, 3 pixels: 1.78).
+    fn wide_columns_pay(&self) -> bool {
+        !self.gathers_wide() || 4 * self.wide_p() <= 5 * self.p()
+    }
+
+    /// Columns of one image in a wide column matrix: `ho` rows of `padded_w`, in whole strips.
+    fn wide_p(&self) -> usize {
+        (self.ho * self.padded_w()).next_multiple_of(STRIP)
+    }
+
+    /// Columns of one image in the gathered column matrix: `ho·wo`, or [`Self::wide_p`].
+    pub fn gathered_p(&self) -> usize {
+        if self.gathers_wide() {
+            self.wide_p()
+        } else {
+            self.p()
+        }
+    }
+
+    /// Distance between the starts of two output rows among those columns.
+    pub fn gathered_pitch(&self) -> usize {
+        if self.gathers_wide() {
+            self.padded_w()
+        } else {
+            self.wo
+        }
+    }
+
+    /// Values a wide column matrix reads past the last padded image (its last strip runs on
+    /// past the plane, into garbage columns): buffers hold this many zeros more.
+    pub fn gather_slack(&self) -> usize {
+        if self.gathers_wide() {
+            STRIP + self.kw
+        } else {
+            0
+        }
     }
 
     /// Length of one zero-padded image: `cin` padded planes.
@@ -521,10 +576,11 @@ impl Geometry {
         }
     }
 
-    /// The offsets that read the column matrix (`K × images·P`) of a group of `images`
-    /// zero-padded images ([`pad_images`]) in place: row `(ci, ky, kx)` at
+    /// The offsets that read the column matrix (`K × images·gathered_p`) of a group of
+    /// `images` zero-padded images ([`pad_images`]) in place: row `(ci, ky, kx)` at
     /// `ci·plane + ky·wp + kx`; a strip of 16 output pixels of image `i` from `(oy, ox)` at
-    /// `i·padded_image_len + oy·wp + ox`, in runs along the row (or across `16 / wo` rows).
+    /// `i·padded_image_len + oy·wp + ox`, in runs along the row (or across `16 / wo` rows), or,
+    /// [wide](Self::gathers_wide), strip `s` at `i·padded_image_len + 16·s`.
     pub fn column_offsets(&self, images: usize) -> ColumnOffsets {
         debug_assert!(self.gathers());
         let (plane, wp, image) = (
@@ -536,11 +592,16 @@ impl Geometry {
             .flat_map(|ci| (0..self.kh).map(move |ky| (ci, ky)))
             .flat_map(|(ci, ky)| (0..self.kw).map(move |kx| ci * plane + ky * wp + kx))
             .collect();
-        let seg = self.wo.min(STRIP);
-        let strips_of_image: Vec<usize> = (0..self.ho)
-            .step_by(STRIP / seg)
-            .flat_map(|oy| (0..self.wo).step_by(STRIP).map(move |ox| oy * wp + ox))
-            .collect();
+        let (seg, strips_of_image): (usize, Vec<usize>) = if self.gathers_wide() {
+            (STRIP, (0..self.wide_p()).step_by(STRIP).collect())
+        } else {
+            let seg = self.wo.min(STRIP);
+            let strips = (0..self.ho)
+                .step_by(STRIP / seg)
+                .flat_map(|oy| (0..self.wo).step_by(STRIP).map(move |ox| oy * wp + ox))
+                .collect();
+            (seg, strips)
+        };
         let strips = (0..images)
             .flat_map(|i| strips_of_image.iter().map(move |&s| i * image + s))
             .collect();

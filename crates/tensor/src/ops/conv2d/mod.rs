@@ -55,6 +55,14 @@
 //!   gradient multiplies by their transpose ([`gemm_gathered_t`]), and the input gradient is
 //!   the adjoint convolution `dx = conv(dy, W')` with the kernel flipped and its channel axes
 //!   swapped, read in place from the zero-padded `dy` the same way, so it needs no col2im.
+//! - Rows that do not fill whole strips (24- and 12-pixel images, MNIST's 14) are read in place
+//!   too, over *wide* rows ([`Geometry::gathers_wide`]): each output row is computed as wide as
+//!   the padded input, `w + 2p` columns of which the last `2p` are garbage, so that any 16
+//!   consecutive outputs read 16 consecutive padded pixels per tap, across row ends. The
+//!   garbage columns cost `(w + 2p)/w` times the work (1.08 at 24 pixels, 1.22 at 12): worth
+//!   it up to 5/4, beyond which (6- and 3-pixel images) im2col is cheaper. They are dropped
+//!   when the output is copied to NCHW, and the output gradient is zero there, so they add
+//!   nothing to the weight gradient.
 //! - A 1×1 kernel with stride 1 and no padding skips im2col: the image is the column matrix.
 //! - With a single input channel and stride 1 (a network's first layer, `K = kh·kw` too thin
 //!   for a GEMM) the forward and the weight gradient are direct loops over a zero-padded copy
@@ -248,7 +256,8 @@ fn forward_group(
     y_g: &mut [f32],
 ) {
     let nb = y_g.len() / g.out_image();
-    if nb == 1 || g.is_direct() {
+    let wide = cols.is_some() && g.gathers_wide();
+    if (nb == 1 && !wide) || g.is_direct() {
         for (y_i, x_i) in y_g
             .chunks_exact_mut(g.out_image())
             .zip(x_g.chunks_exact(g.in_image()))
@@ -258,9 +267,13 @@ fn forward_group(
         return;
     }
     let (k, p, cout) = (g.k(), g.p(), g.cout);
-    let width = nb * p;
+    let (gp, pitch) = match cols {
+        Some(_) => (g.gathered_p(), g.gathered_pitch()),
+        None => (p, g.wo),
+    };
+    let width = nb * gp;
     let cols_len = match cols {
-        Some(_) => nb * g.padded_image_len(),
+        Some(_) => nb * g.padded_image_len() + g.gather_slack(),
         None => k * width,
     };
     with_scratch(cols_len + cout * width, |scratch| {
@@ -269,7 +282,7 @@ fn forward_group(
         let out_mat = MatMut::new(out, cout, width);
         match cols {
             Some(cols) => {
-                pad_images(g, x_g, cols_buf);
+                pad_group(g, x_g, cols_buf);
                 gemm_gathered(1.0, w_mat, cols.of(cols_buf, nb), 0.0, out_mat);
             }
             None => {
@@ -281,17 +294,48 @@ fn forward_group(
         }
         for (i, y_i) in y_g.chunks_exact_mut(g.out_image()).enumerate() {
             for (co, y_c) in y_i.chunks_exact_mut(p).enumerate() {
-                let src = &out[co * width + i * p..][..p];
-                match bias {
-                    Some(b) => {
-                        let bv = b[co];
-                        y_c.iter_mut().zip(src).for_each(|(d, &v)| *d = v + bv);
-                    }
-                    None => copy_row(y_c, src),
-                }
+                let src = &out[co * width + i * gp..][..gp];
+                narrow_rows(y_c, src, g.wo, pitch, bias.map(|b| b[co]));
             }
         }
     });
+}
+
+/// Copies the images `x_g` into zero-padded planes at the start of `buf` ([`pad_images`])
+/// and zeroes the rest of it (the slack a wide column matrix reads past them).
+fn pad_group(g: &Geometry, x_g: &[f32], buf: &mut [f32]) {
+    let used = x_g.len() / g.in_image() * g.padded_image_len();
+    let (planes, slack) = buf.split_at_mut(used);
+    pad_images(g, x_g, planes);
+    slack.fill(0.0);
+}
+
+/// Copies one channel's rows of `wo` pixels, which start `pitch` apart in `src` (a gathered
+/// output's columns, [`Geometry::gathered_pitch`]), back to back into `dst`, adding `bias`.
+fn narrow_rows(dst: &mut [f32], src: &[f32], wo: usize, pitch: usize, bias: Option<f32>) {
+    let (row, pitch) = if pitch == wo {
+        (dst.len(), dst.len()) // rows already back to back: one run
+    } else {
+        (wo, pitch)
+    };
+    for (d, s) in dst.chunks_exact_mut(row).zip(src.chunks(pitch)) {
+        match bias {
+            Some(bv) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = v + bv),
+            None => copy_row(d, &s[..row]),
+        }
+    }
+}
+
+/// The inverse of [`narrow_rows`] (without a bias): the rows of `src` to `pitch` apart in
+/// `dst`, the columns between them and after the last one zero.
+fn widen_rows(dst: &mut [f32], src: &[f32], wo: usize, pitch: usize) {
+    if pitch == wo && dst.len() == src.len() {
+        return copy_row(dst, src);
+    }
+    dst.fill(0.0);
+    for (d, s) in dst.chunks_mut(pitch).zip(src.chunks_exact(wo)) {
+        copy_row(&mut d[..wo], s);
+    }
 }
 
 /// One image's forward: `y_i = W · cols(x_i) + b`, read in place from the zero-padded image
@@ -327,6 +371,10 @@ fn forward_image(
         return gemm(1.0, w_mat, x_mat, beta, MatMut::new(y_i, g.cout, p));
     }
     if let Some(cols) = cols {
+        debug_assert!(
+            !g.gathers_wide(),
+            "wide columns go through forward_group's scratch"
+        );
         return with_scratch(g.padded_image_len(), |xp| {
             pad_images(g, x_i, xp);
             gemm_gathered(
@@ -542,7 +590,8 @@ fn backward_group(
 ) {
     let nb = dy_g.len() / g.out_image();
     let (k, p, cout) = (g.k(), g.p(), g.cout);
-    if nb == 1 || g.is_direct() {
+    let wide = gathering.is_some() && g.gathers_wide();
+    if (nb == 1 && !wide) || g.is_direct() {
         let mut dx_parts = dx_g.map(|d| d.chunks_exact_mut(g.in_image()));
         for (x_i, dy_i) in x_g
             .chunks_exact(g.in_image())
@@ -561,13 +610,27 @@ fn backward_group(
     if !need_w && dx_g.is_none() {
         return;
     }
-    let width = nb * p;
-    let (in_plane, in_width) = (g.h * g.w, nb * g.h * g.w);
+    let (gp, pitch) = match gathering {
+        Some(_) => (g.gathered_p(), g.gathered_pitch()),
+        None => (p, g.wo),
+    };
+    let width = nb * gp;
+    // The adjoint convolution's output (the input gradient) per image, and its pitch.
+    let (in_plane, dx_gp, dx_pitch) = match gathering {
+        Some(gt) => (
+            g.h * g.w,
+            gt.adjoint.gathered_p(),
+            gt.adjoint.gathered_pitch(),
+        ),
+        None => (g.h * g.w, 0, 0),
+    };
+    let in_width = nb * dx_gp;
     // The column matrix (or the padded images it is read from), dY, and, when the input
     // gradient is the adjoint convolution, its output before the scatter to NCHW.
     let (cols_len, dx_len) = match gathering {
         Some(gt) => (
-            nb * g.padded_image_len().max(gt.adjoint.padded_image_len()),
+            nb * g.padded_image_len().max(gt.adjoint.padded_image_len())
+                + g.gather_slack().max(gt.adjoint.gather_slack()),
             g.cin * in_width,
         ),
         None => (k * width, 0),
@@ -577,14 +640,14 @@ fn backward_group(
         let (dy_mat, dx_mat) = rest.split_at_mut(cout * width);
         for (i, dy_i) in dy_g.chunks_exact(g.out_image()).enumerate() {
             for (co, src) in dy_i.chunks_exact(p).enumerate() {
-                copy_row(&mut dy_mat[co * width + i * p..][..p], src);
+                widen_rows(&mut dy_mat[co * width + i * gp..][..gp], src, g.wo, pitch);
             }
         }
         let dy_mat = MatRef::new(dy_mat, cout, width);
         let dw = MatMut::new(&mut acc.dw, cout, k);
         match (gathering, need_w) {
             (Some(gt), true) => {
-                pad_images(g, x_g, cols);
+                pad_group(g, x_g, cols);
                 gemm_gathered_t(1.0, dy_mat, gt.cols.of(cols, nb), 1.0, dw);
             }
             (None, true) => {
@@ -599,13 +662,14 @@ fn backward_group(
         match gathering {
             Some(gt) => {
                 let adj = &gt.adjoint;
-                pad_images(adj, dy_g, cols);
+                pad_group(adj, dy_g, cols);
                 let w_adj = MatRef::new(&gt.adjoint_w, adj.cout, adj.k());
                 let dx = MatMut::new(dx_mat, g.cin, in_width);
                 gemm_gathered(1.0, w_adj, gt.adjoint_cols.of(cols, nb), 0.0, dx);
                 for (i, dx_i) in dx_g.chunks_exact_mut(g.in_image()).enumerate() {
                     for (ci, dst) in dx_i.chunks_exact_mut(in_plane).enumerate() {
-                        copy_row(dst, &dx_mat[ci * in_width + i * in_plane..][..in_plane]);
+                        let src = &dx_mat[ci * in_width + i * dx_gp..][..dx_gp];
+                        narrow_rows(dst, src, g.w, dx_pitch, None);
                     }
                 }
             }
@@ -638,6 +702,10 @@ fn backward_image(
         *db += sum_map(row, |v| v);
     }
     if let Some(gt) = gathering {
+        debug_assert!(
+            !g.gathers_wide(),
+            "wide columns go through backward_group's scratch"
+        );
         let dy_mat = MatRef::new(dy_i, g.cout, p);
         if need_w {
             with_scratch(g.padded_image_len(), |xp| {

@@ -161,6 +161,13 @@ fn kernels_match_naive_reference() {
         ([37, 24, 4, 4], [6, 24, 3, 3], 1, 1),
         ([6, 8, 6, 8], [4, 8, 3, 3], 1, 1),
         ([5, 8, 5, 8], [4, 8, 3, 3], 1, 1),
+        // Wide rows (WIDE below): 24 and 14 pixels, a group of 12-pixel images, a rectangle,
+        // 5×5 taps; 40 pixels wide above too.
+        ([2, 8, 24, 24], [6, 8, 3, 3], 1, 1),
+        ([3, 32, 14, 14], [16, 32, 3, 3], 1, 1),
+        ([9, 16, 12, 12], [8, 16, 3, 3], 1, 1),
+        ([2, 5, 10, 24], [3, 5, 3, 3], 1, 1),
+        ([1, 4, 20, 21], [3, 4, 5, 5], 1, 2),
     ] {
         let (x, w, b) = (
             rand(&xs, 4).set_requires_grad(true),
@@ -425,4 +432,33 @@ fn fused_pool_needs_two_output_pixels() {
     let x = rand(&[1, 2, 3, 3], 1);
     let w = rand(&[2, 2, 3, 3], 2);
     x.conv2d_relu_max_pool2d(&w, None, 1, 0);
+}
+
+/// Shapes of `kernels_match_naive_reference` whose column matrices are read in place over wide
+/// rows (and whose adjoint's are too), and some that are not worth it.
+const WIDE: [([usize; 4], [usize; 4], usize); 7] = [
+    ([2, 8, 24, 24], [6, 8, 3, 3], 1),
+    ([3, 32, 14, 14], [16, 32, 3, 3], 1),
+    ([9, 16, 12, 12], [8, 16, 3, 3], 1),
+    ([2, 5, 10, 24], [3, 5, 3, 3], 1),
+    ([1, 4, 20, 21], [3, 4, 5, 5], 2),
+    ([2, 4, 18, 18], [3, 4, 3, 3], 0),
+    ([1, 32, 40, 40], [32, 32, 3, 3], 1),
+];
+
+#[test]
+fn wide_rows_are_gathered_where_they_waste_at_most_a_quarter() {
+    for (x, w, p) in WIDE {
+        let g = super::geometry(&x, &w, None, 1, p);
+        assert!(g.gathers() && g.gathers_wide(), "{x:?} {w:?}");
+        assert!(g.adjoint().gathers_wide());
+        assert!(4 * g.gathered_p() <= 5 * g.p());
+    }
+    // 6- and 5-pixel rows would waste a third or more: im2col.
+    for x in [[2, 8, 6, 6], [5, 8, 5, 8]] {
+        assert!(!super::geometry(&x, &[4, 8, 3, 3], None, 1, 1).gathers());
+    }
+    // Whole strips: not wide.
+    let g = super::geometry(&[2, 8, 16, 32], &[4, 8, 3, 3], None, 1, 1);
+    assert!(g.gathers() && !g.gathers_wide());
 }
