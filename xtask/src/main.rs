@@ -29,12 +29,27 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One sentence per cause, outermost first; no backtrace.
-            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", causes.join(": "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, outermost first, on one line without a backtrace. A cause whose
+/// text its outer message already quotes (`file: cannot read: Permission denied` over
+/// `Permission denied`) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
 }
 
 /// Sets the number of worker threads for every parallel kernel (rayon's global pool): at
@@ -96,5 +111,23 @@ fn dataset_kind(name: &str) -> Result<DatasetKind> {
         "mnist" => Ok(DatasetKind::Mnist),
         "cifar10" | "cifar-10" => Ok(DatasetKind::Cifar10),
         other => anyhow::bail!("unknown dataset `{other}` (expected mnist or cifar10)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let data = simclr_data::DataError::Io {
+            file: "data/mnist/x.gz".into(),
+            source: denied,
+        };
+        let e = anyhow::Error::new(data).context("cannot load the dataset from data");
+        let line = one_line(&e);
+        assert_eq!(line.matches("permission denied").count(), 1, "{line}");
+        assert!(line.starts_with("cannot load the dataset from data: data/mnist/x.gz"));
     }
 }

@@ -5,7 +5,8 @@
 //!   `xtask mnist` to the end. Every run must either succeed or fail with one `error:` line —
 //!   never panic, hang or die on a signal;
 //! * a run killed with SIGKILL in the middle of pretraining and resumed ends with a checkpoint
-//!   byte-identical to an unbroken run's.
+//!   byte-identical to an unbroken run's; resuming a finished run changes nothing and reports
+//!   the whole run's pretraining time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -254,4 +255,19 @@ fn a_killed_run_resumes_to_the_unbroken_runs_checkpoint_byte_for_byte() {
         checkpoint(&unbroken) == checkpoint(&killed),
         "the resumed run's checkpoint differs from the unbroken run's"
     );
+
+    // Resuming the finished run pretrains no more and reports the whole run, not 0 s.
+    let pretrain_seconds = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
+        let results: serde_json::Value = serde_json::from_str(&text).unwrap();
+        results["pretrain_seconds"].as_f64().unwrap()
+    };
+    let finished = pretrain_seconds(&unbroken);
+    let status = xtask_mnist(&data, epochs, &["--resume", path_str(&unbroken)])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(finished > 0.0);
+    assert_eq!(pretrain_seconds(&unbroken), finished);
+    assert!(checkpoint(&unbroken) == checkpoint(&killed));
 }
