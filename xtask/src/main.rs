@@ -119,6 +119,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn thread_counts_beyond_the_cores_are_refused_before_any_pool_is_built() {
+        for n in [0, 1000, usize::MAX] {
+            let err = set_threads(Some(n)).unwrap_err().to_string();
+            assert!(err.contains("--threads must be between 1 and"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_cause_the_message_already_quotes_is_not_repeated() {
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         let data = simclr_data::DataError::Io {

@@ -222,6 +222,12 @@ fn no_network_lists_every_missing_file_and_where_to_put_it() {
         }
         e => panic!("expected Offline, got {e:?}"),
     }
+    // Offline, the missing files come first, then what the download attempt said.
+    let message = err.to_string();
+    assert!(
+        message.starts_with("dataset files are not in the data directory"),
+        "{message}"
+    );
     println!("{err}");
     let cdir = t.path().join(cifar10::DIR);
     match download::ensure_cifar10(&cdir, &quiet(&[dead_url()])) {

@@ -326,8 +326,8 @@ fn narrow_rows(dst: &mut [f32], src: &[f32], wo: usize, pitch: usize, bias: Opti
     }
 }
 
-/// The inverse of [`narrow_rows`] (without a bias): the rows of `src` to `pitch` apart in
-/// `dst`, the columns between them and after the last one zero.
+/// The inverse of [`narrow_rows`] (without a bias): the rows of `wo` pixels of `src` placed
+/// `pitch` apart in `dst`, the columns between them and after the last one zero.
 fn widen_rows(dst: &mut [f32], src: &[f32], wo: usize, pitch: usize) {
     if pitch == wo && dst.len() == src.len() {
         return copy_row(dst, src);
@@ -615,15 +615,11 @@ fn backward_group(
         None => (p, g.wo),
     };
     let width = nb * gp;
-    // The adjoint convolution's output (the input gradient) per image, and its pitch.
-    let (in_plane, dx_gp, dx_pitch) = match gathering {
-        Some(gt) => (
-            g.h * g.w,
-            gt.adjoint.gathered_p(),
-            gt.adjoint.gathered_pitch(),
-        ),
-        None => (g.h * g.w, 0, 0),
-    };
+    // The adjoint convolution's output (the input gradient): columns per image, row pitch.
+    let in_plane = g.h * g.w;
+    let (dx_gp, dx_pitch) = gathering.map_or((0, 0), |gt| {
+        (gt.adjoint.gathered_p(), gt.adjoint.gathered_pitch())
+    });
     let in_width = nb * dx_gp;
     // The column matrix (or the padded images it is read from), dY, and, when the input
     // gradient is the adjoint convolution, its output before the scatter to NCHW.
