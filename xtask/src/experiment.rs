@@ -35,19 +35,13 @@ pub fn load_dataset(
     dir: &Path,
     allow_modified: bool,
 ) -> Result<(ImageSet, ImageSet)> {
-    let (loaded, dataset_dir) = match kind {
-        DatasetKind::Mnist => (
-            load_mnist(dir, Some(&Downloader::mnist())),
-            dir.join(simclr_data::mnist::DIR),
-        ),
-        DatasetKind::Cifar10 => (
-            load_cifar10(dir, Some(&Downloader::cifar10())),
-            dir.join(simclr_data::cifar10::DIR),
-        ),
+    let loaded = match kind {
+        DatasetKind::Mnist => load_mnist(dir, Some(&Downloader::mnist())),
+        DatasetKind::Cifar10 => load_cifar10(dir, Some(&Downloader::cifar10())),
     };
     let loaded =
         loaded.with_context(|| format!("cannot load the dataset from {}", dir.display()))?;
-    let modified = verify::check_known_files(kind, &dataset_dir)?;
+    let modified = verify::check_known_files(kind, &dir.join(kind.dir()))?;
     if !modified.is_empty() {
         let list: Vec<String> = modified.iter().map(|m| format!("  {m}")).collect();
         let list = list.join("\n");
@@ -518,10 +512,7 @@ fn encoder_of_run(run_dir: &Path, kind: DatasetKind) -> Result<SimClr> {
         .with_context(|| format!("cannot read {}", config_path.display()))?;
     let config: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", config_path.display()))?;
-    let dataset = match kind {
-        DatasetKind::Mnist => "mnist",
-        DatasetKind::Cifar10 => "cifar10",
-    };
+    let dataset = kind.name();
     match config["dataset"].as_str() {
         Some(trained_on) if trained_on == dataset => {}
         Some(trained_on) => bail!(

@@ -296,10 +296,7 @@ impl Experiment {
     }
 
     pub(crate) fn name(&self) -> &'static str {
-        match self.kind {
-            DatasetKind::Mnist => "mnist",
-            DatasetKind::Cifar10 => "cifar10",
-        }
+        self.kind.name()
     }
 
     pub(crate) fn encoder_name(&self) -> String {

@@ -18,6 +18,22 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
+    /// The dataset's name on the command line and in a run's `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::Cifar10 => "cifar10",
+        }
+    }
+
+    /// The folder of the dataset's files inside the data directory.
+    pub fn dir(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => crate::mnist::DIR,
+            DatasetKind::Cifar10 => crate::cifar10::DIR,
+        }
+    }
+
     /// The standard normalisation of this dataset.
     pub fn normalize(self) -> Normalize {
         match self {
