@@ -1,4 +1,4 @@
-//! Criterion bench of the crate's one GEMM entry point, `simclr_tensor::gemm::gemm`
+//! Criterion bench of the dense GEMM entry point, `simclr_tensor::gemm::gemm`
 //! (`C ← A·B`, f32, split over rayon's threads when large), at the shapes the convolutions of
 //! the `conv` bench hand it and at 1024³.
 //!

@@ -1,8 +1,10 @@
 //! # simclr
 //!
 //! SimCLR contrastive self-supervised learning on a multicore CPU, from scratch. This umbrella
-//! package re-exports the crates, read in this order, and owns the cross-crate benchmarks
-//! (`benches/`): `gemm`, `conv`, `loss` and `step`.
+//! package re-exports the crates, read in this order, and owns what spans them: the
+//! benchmarks (`benches/`: `gemm`, `conv`, `loss` and `step`) and the integration tests
+//! (`tests/`: SimCLR end to end on real MNIST, and a killed run resumed to the same bytes).
+//! Each crate keeps its own unit tests; the runner's command-line tests are `xtask/tests/`.
 //!
 //! - [`tensor`]: `Tensor`, reverse-mode autodiff, GEMM, im2col conv, pooling, batch norm.
 //! - [`nn`]: modules, the report's encoders, ResNet-18/34, optimizers, checkpoints.

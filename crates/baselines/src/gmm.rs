@@ -86,27 +86,8 @@ impl GmmBaseline {
     /// hyper-parameter is out of range, and when EM fails (a component lost all its samples, a
     /// covariance was not positive definite, or EM did not converge within `max_iterations`).
     pub fn fit(x: ArrayView2<'_, f32>, params: &GmmParams) -> Result<Self, BaselineError> {
-        crate::check_matrix("GMM training data", x)?;
-        if params.k == 0 {
-            return Err(BaselineError::Config("k must be at least 1".into()));
-        }
-        if params.k > x.nrows() {
-            return Err(BaselineError::TooManyClusters {
-                k: params.k,
-                n_samples: x.nrows(),
-            });
-        }
-        if params.restarts == 0 || params.max_iterations == 0 {
-            return Err(BaselineError::Config(
-                "GMM restarts and max_iterations must be at least 1".into(),
-            ));
-        }
-        if !(params.tolerance > 0.0 && params.tolerance.is_finite()) {
-            return Err(BaselineError::Config(format!(
-                "GMM tolerance must be positive, got {}",
-                params.tolerance
-            )));
-        }
+        let iterations = (params.k, params.restarts, params.max_iterations);
+        crate::check_fit("GMM", x, iterations, params.tolerance)?;
         if !(params.reg_covariance > 0.0 && params.reg_covariance.is_finite()) {
             return Err(BaselineError::Config(format!(
                 "GMM reg_covariance must be positive, got {}",

@@ -63,27 +63,8 @@ impl KMeansBaseline {
     /// Errors when `x` is empty, has a non-finite value, or has fewer rows than `k`, and when a
     /// hyper-parameter is zero.
     pub fn fit(x: ArrayView2<'_, f32>, params: &KMeansParams) -> Result<Self, BaselineError> {
-        crate::check_matrix("k-means training data", x)?;
-        if params.k == 0 {
-            return Err(BaselineError::Config("k must be at least 1".into()));
-        }
-        if params.k > x.nrows() {
-            return Err(BaselineError::TooManyClusters {
-                k: params.k,
-                n_samples: x.nrows(),
-            });
-        }
-        if params.restarts == 0 || params.max_iterations == 0 {
-            return Err(BaselineError::Config(
-                "k-means restarts and max_iterations must be at least 1".into(),
-            ));
-        }
-        if !(params.tolerance > 0.0 && params.tolerance.is_finite()) {
-            return Err(BaselineError::Config(format!(
-                "k-means tolerance must be positive, got {}",
-                params.tolerance
-            )));
-        }
+        let iterations = (params.k, params.restarts, params.max_iterations);
+        crate::check_fit("k-means", x, iterations, params.tolerance)?;
         catch_panic("k-means fit", || {
             let dataset = DatasetBase::from(x);
             let model =

@@ -10,7 +10,7 @@
 //! * [`kmeans`] — linfa-clustering's k-means, k-means++ seeding, seeded restarts;
 //! * [`gmm`] — PCA ([`pca`], linfa-reduction) then linfa-clustering's full-covariance GMM;
 //! * [`metrics`] — accuracy under the optimal one-to-one cluster→class matching
-//!   ([`hungarian`]), NMI and ARI;
+//!   ([`matching`]), NMI and ARI;
 //! * [`run_baselines`] — fit on one set (the images the encoder was pretrained on), evaluate on
 //!   another (the test set), one serialisable [`ClusteringReport`] per method.
 //!
@@ -40,8 +40,8 @@
 pub mod error;
 pub mod features;
 pub mod gmm;
-pub mod hungarian;
 pub mod kmeans;
+pub mod matching;
 pub mod metrics;
 pub mod pca;
 pub mod run;
@@ -54,6 +54,39 @@ pub use metrics::{ari, cluster_accuracy, evaluate, nmi, Scores};
 pub use run::{run_baselines, BaselineConfig, ClusteringReport, Method};
 
 use ndarray::ArrayView2;
+
+/// What k-means and the GMM both require before fitting (`method` names which in errors): a
+/// finite, non-empty matrix with at least `k ≥ 1` rows, at least one restart and one
+/// iteration, and a positive, finite tolerance.
+pub(crate) fn check_fit(
+    method: &str,
+    x: ArrayView2<'_, f32>,
+    (k, restarts, max_iterations): (usize, usize, u64),
+    tolerance: impl Into<f64> + std::fmt::Display + Copy,
+) -> Result<(), BaselineError> {
+    check_matrix(&format!("{method} training data"), x)?;
+    if k == 0 {
+        return Err(BaselineError::Config("k must be at least 1".into()));
+    }
+    if k > x.nrows() {
+        return Err(BaselineError::TooManyClusters {
+            k,
+            n_samples: x.nrows(),
+        });
+    }
+    if restarts == 0 || max_iterations == 0 {
+        return Err(BaselineError::Config(format!(
+            "{method} restarts and max_iterations must be at least 1"
+        )));
+    }
+    let tol: f64 = tolerance.into();
+    if !(tol > 0.0 && tol.is_finite()) {
+        return Err(BaselineError::Config(format!(
+            "{method} tolerance must be positive, got {tolerance}"
+        )));
+    }
+    Ok(())
+}
 
 /// Rejects an empty matrix or one with a NaN/infinite entry (inputs given as raw views rather
 /// than through [`Features`]).

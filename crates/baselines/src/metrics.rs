@@ -5,7 +5,7 @@
 //! `n[i][j] = #{samples in cluster i with class j}` (row sums `a_i`, column sums `b_j`, total `N`):
 //!
 //! * **Cluster accuracy** — match clusters to classes one-to-one so that the matched counts are
-//!   as large as possible (the Hungarian algorithm, [`crate::hungarian`]), then
+//!   as large as possible (the Hungarian algorithm, [`crate::matching`]), then
 //!   `acc = Σ matched n[i][σ(i)] / N`. With more clusters than classes the extra clusters count as
 //!   errors (one-to-one, not many-to-one "purity").
 //! * **NMI** (normalised mutual information, scikit-learn's default "arithmetic" normalisation):
@@ -23,7 +23,7 @@
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::hungarian::{counts_to_weights, max_weight_assignment};
+use crate::matching::best_matching;
 use crate::BaselineError;
 
 /// Accuracy, NMI and ARI of one predicted partition against the truth.
@@ -101,7 +101,7 @@ pub fn cluster_to_class(
     truth: &[usize],
 ) -> Result<Vec<(usize, Option<usize>)>, BaselineError> {
     let c = Contingency::new(predicted, truth)?;
-    let a = max_weight_assignment(counts_to_weights(&c.table).view())?;
+    let a = best_matching(&c.table);
     Ok(c.clusters
         .iter()
         .zip(&a.row_to_col)
@@ -117,8 +117,7 @@ pub fn cluster_accuracy(predicted: &[usize], truth: &[usize]) -> Result<f64, Bas
 }
 
 fn accuracy_from(c: &Contingency) -> Result<f64, BaselineError> {
-    let a = max_weight_assignment(counts_to_weights(&c.table).view())?;
-    Ok(a.total / c.total() as f64)
+    Ok(best_matching(&c.table).total as f64 / c.total() as f64)
 }
 
 /// Normalised mutual information with arithmetic-mean normalisation (scikit-learn's default).

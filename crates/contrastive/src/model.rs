@@ -11,7 +11,7 @@
 //! `encoder.` and the head's under `head.` (`encoder.0.weight`, `head.2.bias`, …), which is
 //! what checkpoints store.
 
-use simclr_nn::module::prefixed;
+use simclr_nn::module::named;
 use simclr_nn::{MnistEncoder, Module, ProjectionHead, ResNet};
 use simclr_tensor::Tensor;
 
@@ -82,21 +82,8 @@ impl Module for SimClr {
         self.head.forward(&self.encoder.forward(x))
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut all = prefixed("encoder", self.encoder.named_parameters());
-        all.extend(prefixed("head", self.head.named_parameters()));
-        all
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        let mut all = prefixed("encoder", self.encoder.named_buffers());
-        all.extend(prefixed("head", self.head.named_buffers()));
-        all
-    }
-
-    fn set_training(&self, training: bool) {
-        self.encoder.set_training(training);
-        self.head.set_training(training);
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        named(&[("encoder", &self.encoder), ("head", &self.head)])
     }
 }
 

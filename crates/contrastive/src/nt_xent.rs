@@ -1,5 +1,9 @@
 //! NT-Xent, the normalised-temperature cross-entropy loss of SimCLR, as one fused op.
 //!
+//! [`reference`] is the loss written with generic tensor ops, as the formulas below read;
+//! [`nt_xent`] computes the same values and gradients with a kernel of its own, described after
+//! them.
+//!
 //! ## The loss
 //!
 //! A batch of `M = 2N` projections `z ∈ ℝ^{M×D}` holds two views of `N` images: rows `i` and
@@ -64,9 +68,10 @@
 //! the normalisation's backward, in place. Nothing of size `M²` besides the one triangle
 //! buffer is written, and it comes from (and returns to) a per-thread pool.
 //!
-//! For `τ < 0.025` a general path keeps the textbook form: full rows of `S` (the lower part
-//! mirrored from the triangle by 16×16 tiles), each row shifted by its own maximum, and in
-//! backward `A = P + Pᵀ − 2Y` built per row block with `Pᵀ` read by tiles.
+//! For `τ < 0.025` one shift no longer keeps every exponential in range, and [`nt_xent`] runs
+//! [`reference`] instead: the loss composed from generic tensor ops, each row shifted by its
+//! own maximum inside the cross-entropy. Temperatures that low are rarely used, so that path
+//! is kept simple rather than fast.
 //!
 //! ## Bad input
 //!
@@ -79,16 +84,31 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 use simclr_tensor::gemm::{gemm_serial, MatMut, MatRef};
+use simclr_tensor::vector::{dot, transpose};
 use simclr_tensor::{is_grad_enabled, Tensor};
 
 /// The clamp on row norms, as in the PyTorch reference (`z / z.norm().clamp_min(1e-8)`).
 pub const NORM_EPS: f32 = 1e-8;
 
+/// NT-Xent composed from generic tensor ops, the formula above line for line: normalise the
+/// rows, `S = ẑẑᵀ/τ`, mask the diagonal, and take the cross-entropy of each row with the other
+/// view of its image as the target. It is the definition [`nt_xent`] is tested against, and
+/// what it runs for `τ < 0.025`. Same contract as [`nt_xent`] (which checks the shape).
+pub fn reference(z: &Tensor, temperature: f32) -> Tensor {
+    let m = z.dim(0);
+    let zn = z.l2_normalize(1, NORM_EPS);
+    let s = zn.matmul(&zn.transpose(0, 1)).mul_scalar(1.0 / temperature);
+    // Self-similarity excluded: the lowest finite logit, so no infinity enters the arithmetic.
+    let mut mask = vec![0.0; m * m];
+    (0..m).for_each(|i| mask[i * m + i] = f32::MIN);
+    let positives: Vec<usize> = (0..m).map(|i| (i + m / 2) % m).collect();
+    s.add(&Tensor::from_vec(mask, &[m, m]))
+        .cross_entropy(&positives)
+}
+
 thread_local! {
     /// Spare `M×M` buffers, so a training loop reuses one similarity matrix across steps.
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-    /// Each worker's block of `A = P + Pᵀ − 2Y` in the backward pass.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 fn take_buffer(len: usize) -> Vec<f32> {
@@ -167,6 +187,9 @@ pub fn nt_xent(z: &Tensor, temperature: f32) -> Tensor {
         "nt_xent: temperature must be finite and positive, got {temperature} (projections {:?})",
         z.shape()
     );
+    let Some(shift) = fixed_shift(temperature) else {
+        return reference(z, temperature);
+    };
 
     // ẑ = z / max(‖z‖, ε), remembering 1/u per row (negative marks a clamped norm).
     let mut zhat = take_buffer(m * d);
@@ -218,14 +241,7 @@ pub fn nt_xent(z: &Tensor, temperature: f32) -> Tensor {
         temperature,
     };
     let mut row_loss = vec![(0.0f32, 0.0f32); m];
-    let (e, symmetric) = match fixed_shift(temperature) {
-        Some(c) => (saved.exp_upper(upper, c, &mut row_loss), true),
-        None => {
-            let e = saved.exp_full(&upper, &mut row_loss);
-            give_buffer(upper);
-            (e, false)
-        }
-    };
+    let e = saved.exp_upper(upper, shift, &mut row_loss);
     let mut saved = saved;
     saved.inv_sum = row_loss.iter().map(|l| l.1).collect();
     let loss = (row_loss.iter().map(|l| l.0 as f64).sum::<f64>() / m as f64) as f32;
@@ -236,12 +252,7 @@ pub fn nt_xent(z: &Tensor, temperature: f32) -> Tensor {
         return Tensor::scalar(loss);
     }
     Tensor::from_op(vec![loss], &[], &[z], move |g, _| {
-        let dz = if symmetric {
-            saved.backward_upper(e, g[0])
-        } else {
-            saved.backward_full(e, g[0])
-        };
-        vec![Some(dz)]
+        vec![Some(saved.backward_upper(e, g[0]))]
     })
 }
 
@@ -309,24 +320,6 @@ impl Saved {
             }
         }
         upper
-    }
-
-    /// General path (small τ: each row gets its own shift, its maximum): full rows of `S`
-    /// (the lower part mirrored by tiles), then `E` row by row. Returns the full `E`.
-    fn exp_full(&self, upper: &[f32], out: &mut [(f32, f32)]) -> Vec<f32> {
-        let (m, bs) = (self.m, self.bs);
-        let mut e = take_buffer(m * m);
-        e.par_chunks_mut(bs * m)
-            .zip(out.par_chunks_mut(bs))
-            .enumerate()
-            .for_each(|(b, (e_blk, out_blk))| {
-                let r0 = b * bs;
-                mirror_block(upper, m, r0, e_blk);
-                for (k, (row, o)) in e_blk.chunks_exact_mut(m).zip(out_blk).enumerate() {
-                    *o = exp_row(row, r0 + k, m / 2, None);
-                }
-            });
-        e
     }
 
     /// `∂L/∂z` from the symmetric `E` stored as a block upper triangle. In place,
@@ -403,96 +396,10 @@ impl Saved {
         give_buffer(self.zhat);
         dz
     }
-
-    /// `∂L/∂z` from a full, non-symmetric `E` (rows with their own shifts): per row block,
-    /// `A = P + Pᵀ − 2Y` into a scratch block (`Pᵀ` read by tiles), one GEMM, then the
-    /// normalisation's backward.
-    fn backward_full(self, e: Vec<f32>, g: f32) -> Vec<f32> {
-        let (m, d) = (self.m, self.d);
-        let scale = g / (m as f32 * self.temperature);
-        let mut dz = vec![0.0f32; m * d];
-        let bb = block_rows(m);
-        dz.par_chunks_mut(bb * d)
-            .enumerate()
-            .for_each(|(b, dz_blk)| {
-                let (r0, rows) = (b * bb, dz_blk.len() / d);
-                SCRATCH.with(|cell| {
-                    let mut a = cell.borrow_mut();
-                    a.resize(rows * m, 0.0);
-                    symmetric_block(&e, &self.inv_sum, m, m / 2, r0, &mut a[..rows * m]);
-                    gemm_serial(
-                        scale,
-                        MatRef::new(&a[..rows * m], rows, m),
-                        MatRef::new(&self.zhat, m, d),
-                        0.0,
-                        MatMut::new(dz_blk, rows, d),
-                    );
-                });
-                normalize_rows_backward(
-                    dz_blk,
-                    &self.zhat[r0 * d..(r0 + rows) * d],
-                    &self.inv_norm[r0..r0 + rows],
-                    d,
-                );
-            });
-        give_buffer(e);
-        give_buffer(self.zhat);
-        dz
-    }
 }
 
 /// Rows per block of the forward pass's triangular GEMMs.
 const SYM_BLOCK: usize = 64;
-
-/// Rows `r0..r0 + rows` of the full `S` into `out` (`rows × M`) from its block upper triangle
-/// `upper` (rows `i` hold columns `⌊i/bs⌋·bs..M`): columns `r0..M` are copied, columns `0..r0`
-/// are read as `S[i, j] = S[j, i]`, 16×16 tiles at a time (contiguous row segments of
-/// `upper`).
-fn mirror_block(upper: &[f32], m: usize, r0: usize, out: &mut [f32]) {
-    let rows = out.len() / m;
-    for (k, row) in out.chunks_exact_mut(m).enumerate() {
-        row[r0..].copy_from_slice(&upper[(r0 + k) * m + r0..(r0 + k + 1) * m]);
-    }
-    const T: usize = 16;
-    let mut tile = [[0.0f32; T]; T];
-    for j0 in (0..r0).step_by(T) {
-        let cols = T.min(r0 - j0);
-        for r1 in (0..rows).step_by(T) {
-            let rr = T.min(rows - r1);
-            for (c, t) in tile.iter_mut().enumerate().take(cols) {
-                t[..rr].copy_from_slice(&upper[(j0 + c) * m + r0 + r1..][..rr]);
-            }
-            for r in 0..rr {
-                let dst = &mut out[(r1 + r) * m + j0..][..cols];
-                for (c, v) in dst.iter_mut().enumerate() {
-                    *v = tile[c][r];
-                }
-            }
-        }
-    }
-}
-
-/// Rows per parallel block of the backward pass: one block per thread. Each block's GEMM re-packs the whole
-/// right operand (`M×D`), so more, smaller blocks cost more packing than they gain in balance.
-fn block_rows(m: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    m.div_ceil(threads).next_multiple_of(16).min(m)
-}
-
-/// `out = xᵀ` for a row-major `rows × cols` `x`, in 16×16 tiles so neither side strides
-/// through memory one element per cache line.
-fn transpose(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    const T: usize = 16;
-    for i0 in (0..rows).step_by(T) {
-        for k0 in (0..cols).step_by(T) {
-            for i in i0..(i0 + T).min(rows) {
-                for k in k0..(k0 + T).min(cols) {
-                    out[k * rows + i] = x[i * cols + k];
-                }
-            }
-        }
-    }
-}
 
 /// `out[i] = x[i] / max(‖x[i]‖, ε)` row by row; `inv_norm[i] = 1/‖x[i]‖`, or `−1/ε` where the
 /// norm was clamped.
@@ -527,59 +434,12 @@ fn normalize_rows_backward(g: &mut [f32], zhat: &[f32], inv_norm: &[f32], d: usi
     }
 }
 
-/// A dot product with 16 independent accumulators, so it vectorises.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// The shift `c` that makes `exp(S − c)` safe without a row maximum, if there is one:
 /// `|Sᵢⱼ| ≤ 1/τ`, so with `c = 1/τ` every exponent lies in `[−2/τ, 0]`; for `τ ≥ 0.025` that is
-/// at least −80, where f32 `exp` neither overflows nor underflows to 0. Smaller `τ` falls
-/// back to each row's maximum.
+/// at least −80, where f32 `exp` neither overflows nor underflows to 0. Smaller `τ` runs
+/// [`reference`], whose cross-entropy shifts each row by its maximum.
 fn fixed_shift(temperature: f32) -> Option<f32> {
     (2.0 / temperature <= 80.0).then_some(1.0 / temperature)
-}
-
-/// Row `i` of `S` (logits over all `M` columns) becomes `Eᵢⱼ = exp(Sᵢⱼ − c)` with `Eᵢᵢ = 0`
-/// (`c` = `shift`, or the row maximum over `j ≠ i`); returns
-/// `(ℓᵢ = c + log Σ_{j≠i} Eᵢⱼ − S_{i,p(i)}, 1 / Σ_{j≠i} Eᵢⱼ)`, so that `Pᵢⱼ = Eᵢⱼ·(1/Σ)`.
-fn exp_row(r: &mut [f32], i: usize, n: usize, shift: Option<f32>) -> (f32, f32) {
-    let m = r.len();
-    r[i] = f32::NEG_INFINITY;
-    let c = shift.unwrap_or_else(|| row_max(r));
-    let positive = r[(i + n) % m];
-    let sum = exp_sub_sum(r, c) - r[i];
-    r[i] = 0.0;
-    (c + sum.ln() - positive, 1.0 / sum)
-}
-
-/// The maximum of a row, 16 lanes at a time.
-fn row_max(r: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
-    let chunks = r.chunks_exact(16);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
-    for c in chunks {
-        for l in 0..16 {
-            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
-        }
-    }
-    acc.iter().fold(tail, |a, &v| if v > a { v } else { a })
 }
 
 /// `r[j] ← exp(r[j] − max)` for every `j`; returns the sum of the new values.
@@ -626,39 +486,6 @@ fn fast_exp(x: f32) -> f32 {
     let kbits = t.to_bits().wrapping_sub(0x4B40_0000);
     let scale = f32::from_bits(kbits.wrapping_add(127) << 23);
     er * scale
-}
-
-/// Rows `r0..r0 + rows` of `A = P + Pᵀ − 2Y` into `a` (`rows × M`), from `E` and the
-/// inverse row sums (`Pᵢⱼ = Eᵢⱼ·invᵢ`). The `Pᵀ` part reads column tiles of `E` as contiguous
-/// row segments `E[j, r0..r0+rows]`, 16 columns at a time, so the 16 destination lines stay
-/// in L1.
-fn symmetric_block(e: &[f32], inv: &[f32], m: usize, n: usize, r0: usize, a: &mut [f32]) {
-    let rows = a.len() / m;
-    const T: usize = 16;
-    let mut tile = [[0.0f32; T]; T];
-    for j0 in (0..m).step_by(T) {
-        let cols = T.min(m - j0);
-        for r1 in (0..rows).step_by(T) {
-            let rr = T.min(rows - r1);
-            // tile[c][r] = P[j0 + c, r0 + r1 + r]
-            for (c, t) in tile.iter_mut().enumerate().take(cols) {
-                let s = inv[j0 + c];
-                let src = &e[(j0 + c) * m + r0 + r1..][..rr];
-                t.iter_mut().zip(src).for_each(|(t, &v)| *t = v * s);
-            }
-            for r in 0..rr {
-                let s = inv[r0 + r1 + r];
-                let src = &e[(r0 + r1 + r) * m + j0..][..cols];
-                let dst = &mut a[(r1 + r) * m + j0..][..cols];
-                for (c, (v, &x)) in dst.iter_mut().zip(src).enumerate() {
-                    *v = x * s + tile[c][r];
-                }
-            }
-        }
-    }
-    for (k, row) in a.chunks_exact_mut(m).enumerate() {
-        row[(r0 + k + n) % m] -= 2.0;
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Stateless layers: [`ReLU`], [`Flatten`] and [`Identity`].
+//! Stateless layers: [`ReLU`] and [`Flatten`].
 //!
 //! They hold no parameters; they exist as modules so that a [`crate::Sequential`] can list them
 //! at their index, keeping the numbering of later children identical to a PyTorch
@@ -16,9 +16,6 @@ impl Module for ReLU {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.relu()
     }
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
 }
 
 /// `[N, …] → [N, rest]`: keeps the batch axis, flattens everything else (`nn.Flatten()`).
@@ -28,21 +25,5 @@ pub struct Flatten;
 impl Module for Flatten {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.flatten()
-    }
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
-}
-
-/// Returns its input unchanged (`nn.Identity()`, e.g. a ResNet's removed `fc`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Identity;
-
-impl Module for Identity {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.clone()
-    }
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
     }
 }

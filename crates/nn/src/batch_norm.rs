@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 
-use simclr_tensor::Tensor;
+use simclr_tensor::{BatchNormStats, Tensor};
 
 use crate::init::parameter;
 use crate::module::Module;
@@ -56,17 +56,19 @@ impl BatchNorm2d {
     /// `self.forward(x).relu()` as one fused op ([`Tensor::batch_norm2d_relu`]): the same
     /// result, without storing the normalised map before the ReLU.
     pub fn forward_relu(&self, x: &Tensor) -> Tensor {
-        let training = self.count_batch();
-        let stats = (&self.running_mean, &self.running_var);
-        x.batch_norm2d_relu(
-            &self.weight,
-            &self.bias,
-            stats.0,
-            stats.1,
-            training,
-            self.momentum,
-            self.eps,
-        )
+        let stats = self.stats();
+        x.batch_norm2d_relu(&self.weight, &self.bias, stats)
+    }
+
+    /// The statistics for one batch (counted when training).
+    fn stats(&self) -> BatchNormStats<'_> {
+        BatchNormStats {
+            running_mean: &self.running_mean,
+            running_var: &self.running_var,
+            training: self.count_batch(),
+            momentum: self.momentum,
+            eps: self.eps,
+        }
     }
 
     /// Counts a training batch; returns whether the layer is training.
@@ -81,16 +83,7 @@ impl BatchNorm2d {
 
 impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let training = self.count_batch();
-        x.batch_norm2d(
-            &self.weight,
-            &self.bias,
-            &self.running_mean,
-            &self.running_var,
-            training,
-            self.momentum,
-            self.eps,
-        )
+        x.batch_norm2d(&self.weight, &self.bias, self.stats())
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

@@ -43,7 +43,8 @@ impl Module for ProjectionHead {
     fn forward(&self, x: &Tensor) -> Tensor {
         self.net.forward(x)
     }
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.net.named_parameters()
+    /// The `Sequential`'s children, so the names are PyTorch's `0.weight`, `2.bias`, ….
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        self.net.children()
     }
 }

@@ -6,7 +6,7 @@
 //! schedules, and safetensors checkpoints that interoperate with PyTorch.
 //!
 //! Read it in this order: [`module`] (what a module is), [`init`] (how weights start),
-//! [`linear`], [`conv`], [`batch_norm`], [`activation`], [`pool`], [`sequential`], the
+//! [`linear`], [`conv`], [`batch_norm`], [`activation`], [`sequential`], the
 //! encoders ([`mnist`], [`resnet`]) and the [`head`], then [`optim`] and [`checkpoint`].
 //!
 //! ```
@@ -40,14 +40,13 @@ pub mod linear;
 pub mod mnist;
 pub mod module;
 pub mod optim;
-pub mod pool;
 pub mod resnet;
 pub mod sequential;
 
-pub use activation::{Flatten, Identity, ReLU};
+pub use activation::{Flatten, ReLU};
 pub use batch_norm::BatchNorm2d;
 pub use checkpoint::{Checkpoint, CheckpointError, KeyProblem, LoadOptions, LoadReport};
-pub use conv::Conv2d;
+pub use conv::{Conv2d, Conv2dConfig, ConvInit};
 pub use head::ProjectionHead;
 pub use linear::Linear;
 pub use mnist::MnistEncoder;
@@ -55,6 +54,5 @@ pub use module::Module;
 pub use optim::{
     Adam, AdamConfig, Lars, LarsConfig, OptimStateError, Optimizer, Schedule, Sgd, SgdConfig,
 };
-pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use resnet::{BasicBlock, ResNet};
 pub use sequential::Sequential;

@@ -26,9 +26,9 @@
 
 use simclr_tensor::Tensor;
 
-use crate::conv::Conv2d;
+use crate::conv::{Conv2d, Conv2dConfig};
 use crate::linear::Linear;
-use crate::module::{prefixed, Module};
+use crate::module::{named, Module};
 
 /// Conv-ReLU-Pool-Conv-ReLU-Pool-Flatten-Linear, `[N, 1, 28, 28] → [N, 128]`.
 pub struct MnistEncoder {
@@ -50,8 +50,8 @@ impl MnistEncoder {
     /// The same network with another feature dimension.
     pub fn with_out_features(out_features: usize, rng: &mut impl rand::Rng) -> MnistEncoder {
         MnistEncoder {
-            conv1: Conv2d::new(1, 32, 3, 1, 1, true, rng),
-            conv2: Conv2d::new(32, 64, 3, 1, 1, true, rng),
+            conv1: Conv2dConfig::new(1, 32, 3).with_padding(1).init(rng),
+            conv2: Conv2dConfig::new(32, 64, 3).with_padding(1).init(rng),
             fc: Linear::new(64 * 7 * 7, out_features, rng),
             out_features,
         }
@@ -75,12 +75,9 @@ impl Module for MnistEncoder {
         self.fc.forward(&h.flatten())
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let layers: [(&str, &dyn Module); 3] =
-            [("0", &self.conv1), ("3", &self.conv2), ("7", &self.fc)];
-        layers
-            .into_iter()
-            .flat_map(|(index, layer)| prefixed(index, layer.named_parameters()))
-            .collect()
+    /// Named by their index in the PyTorch `nn.Sequential` the encoder is written as (the
+    /// ReLU, pool and flatten between them hold nothing).
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        named(&[("0", &self.conv1), ("3", &self.conv2), ("7", &self.fc)])
     }
 }

@@ -24,8 +24,8 @@
 use simclr_tensor::Tensor;
 
 use crate::batch_norm::BatchNorm2d;
-use crate::conv::Conv2d;
-use crate::module::{prefixed, Module};
+use crate::conv::{Conv2d, Conv2dConfig};
+use crate::module::{named, Module};
 use crate::sequential::Sequential;
 
 /// The two-convolution residual block of ResNet-18/34 (`torchvision.models.resnet.BasicBlock`).
@@ -51,11 +51,22 @@ impl BasicBlock {
         stride: usize,
         rng: &mut impl rand::Rng,
     ) -> BasicBlock {
-        let conv1 = Conv2d::resnet(in_planes, planes, 3, stride, 1, rng);
-        let conv2 = Conv2d::resnet(planes, planes, 3, 1, 1, rng);
+        let conv3x3 = |cin, stride| {
+            Conv2dConfig::new(cin, planes, 3)
+                .with_stride(stride)
+                .with_padding(1)
+                .resnet()
+        };
+        let conv1 = conv3x3(in_planes, stride).init(rng);
+        let conv2 = conv3x3(planes, 1).init(rng);
         let downsample = (stride != 1 || in_planes != planes).then(|| {
             Sequential::new()
-                .add(Conv2d::resnet(in_planes, planes, 1, stride, 0, rng))
+                .add(
+                    Conv2dConfig::new(in_planes, planes, 1)
+                        .with_stride(stride)
+                        .resnet()
+                        .init(rng),
+                )
                 .add(BatchNorm2d::new(planes))
         });
         BasicBlock {
@@ -79,32 +90,17 @@ impl Module for BasicBlock {
         out.add(&shortcut).relu()
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("conv1", self.conv1.named_parameters());
-        p.extend(prefixed("bn1", self.bn1.named_parameters()));
-        p.extend(prefixed("conv2", self.conv2.named_parameters()));
-        p.extend(prefixed("bn2", self.bn2.named_parameters()));
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        let mut children = named(&[
+            ("conv1", &self.conv1),
+            ("bn1", &self.bn1),
+            ("conv2", &self.conv2),
+            ("bn2", &self.bn2),
+        ]);
         if let Some(d) = &self.downsample {
-            p.extend(prefixed("downsample", d.named_parameters()));
+            children.push(("downsample".into(), d));
         }
-        p
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        let mut b = prefixed("bn1", self.bn1.named_buffers());
-        b.extend(prefixed("bn2", self.bn2.named_buffers()));
-        if let Some(d) = &self.downsample {
-            b.extend(prefixed("downsample", d.named_buffers()));
-        }
-        b
-    }
-
-    fn set_training(&self, training: bool) {
-        self.bn1.set_training(training);
-        self.bn2.set_training(training);
-        if let Some(d) = &self.downsample {
-            d.set_training(training);
-        }
+        children
     }
 }
 
@@ -125,7 +121,10 @@ impl ResNet {
     /// with roughly `(base_width/64)²` of the parameters and compute).
     pub fn new(blocks: [usize; 4], base_width: usize, rng: &mut impl rand::Rng) -> ResNet {
         assert!(base_width > 0, "ResNet: base width must be positive");
-        let conv1 = Conv2d::resnet(3, base_width, 3, 1, 1, rng);
+        let conv1 = Conv2dConfig::new(3, base_width, 3)
+            .with_padding(1)
+            .resnet()
+            .init(rng);
         let bn1 = BatchNorm2d::new(base_width);
         let mut in_planes = base_width;
         let layers = std::array::from_fn(|stage| {
@@ -172,28 +171,11 @@ impl Module for ResNet {
         h.global_avg_pool2d()
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut p = prefixed("conv1", self.conv1.named_parameters());
-        p.extend(prefixed("bn1", self.bn1.named_parameters()));
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        let mut children = named(&[("conv1", &self.conv1), ("bn1", &self.bn1)]);
         for (i, layer) in self.layers.iter().enumerate() {
-            p.extend(prefixed(
-                &format!("layer{}", i + 1),
-                layer.named_parameters(),
-            ));
+            children.push((format!("layer{}", i + 1), layer));
         }
-        p
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        let mut b = prefixed("bn1", self.bn1.named_buffers());
-        for (i, layer) in self.layers.iter().enumerate() {
-            b.extend(prefixed(&format!("layer{}", i + 1), layer.named_buffers()));
-        }
-        b
-    }
-
-    fn set_training(&self, training: bool) {
-        self.bn1.set_training(training);
-        self.layers.iter().for_each(|l| l.set_training(training));
+        children
     }
 }

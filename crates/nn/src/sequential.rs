@@ -6,7 +6,7 @@
 
 use simclr_tensor::Tensor;
 
-use crate::module::{prefixed, Module};
+use crate::module::Module;
 
 /// An ordered list of modules; `forward` threads the input through each in turn.
 #[derive(Default)]
@@ -41,11 +41,6 @@ impl Sequential {
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }
-
-    /// The child at `index`.
-    pub fn get(&self, index: usize) -> Option<&dyn Module> {
-        self.layers.get(index).map(|b| b.as_ref())
-    }
 }
 
 impl Module for Sequential {
@@ -57,23 +52,11 @@ impl Module for Sequential {
         h
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+    fn children(&self) -> Vec<(String, &dyn Module)> {
         self.layers
             .iter()
             .enumerate()
-            .flat_map(|(i, l)| prefixed(&i.to_string(), l.named_parameters()))
+            .map(|(i, layer)| (i.to_string(), layer.as_ref() as &dyn Module))
             .collect()
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| prefixed(&i.to_string(), l.named_buffers()))
-            .collect()
-    }
-
-    fn set_training(&self, training: bool) {
-        self.layers.iter().for_each(|l| l.set_training(training));
     }
 }

@@ -7,7 +7,7 @@
 //! 1. [`tensor`]: what a tensor is (shape, shared buffer, gradient slot).
 //! 2. [`autograd`]: how every op records its backward, and how `backward()` walks the graph.
 //! 3. [`ops`]: the ops, each with the math of its forward and backward in its doc comment.
-//! 4. [`gemm`]: the one matrix-multiply entry point the heavy kernels stand on.
+//! 4. [`gemm`]: the matrix product the heavy kernels stand on.
 //! 5. [`gradcheck`]: how each op's backward is proven against finite differences.
 //!
 //! ```
@@ -25,9 +25,12 @@ pub mod gemm;
 pub mod gradcheck;
 pub mod memory;
 pub mod ops;
+pub mod parallel;
 pub mod shape;
 pub mod tensor;
+pub mod vector;
 
 pub use autograd::{is_grad_enabled, no_grad};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions};
+pub use ops::batch_norm::BatchNormStats;
 pub use tensor::Tensor;

@@ -2,7 +2,7 @@
 //! PyTorch, and shape errors.
 
 use rand::{rngs::StdRng, SeedableRng};
-use simclr_tensor::{gradcheck, gradcheck_with, GradcheckOptions, Tensor};
+use simclr_tensor::{gradcheck, gradcheck_with, BatchNormStats, GradcheckOptions, Tensor};
 
 fn rand(shape: &[usize], seed: u64) -> Tensor {
     Tensor::uniform(shape, -1.0, 1.0, &mut StdRng::seed_from_u64(seed))
@@ -23,7 +23,7 @@ fn gradcheck_training_mode() {
         ..GradcheckOptions::default()
     };
     gradcheck_with(
-        |t| t[0].batch_norm2d(&t[1], &t[2], &rm, &rv, true, 0.1, 1e-5),
+        |t| t[0].batch_norm2d(&t[1], &t[2], BatchNormStats::new(&rm, &rv)),
         &inputs,
         opts,
     )
@@ -36,7 +36,7 @@ fn gradcheck_eval_mode() {
     let rv = rand(&[3], 5).add_scalar(1.5);
     let inputs = [rand(&[2, 3, 2, 3], 6), rand(&[3], 7), rand(&[3], 8)];
     gradcheck(
-        |t| t[0].batch_norm2d(&t[1], &t[2], &rm, &rv, false, 0.1, 1e-5),
+        |t| t[0].batch_norm2d(&t[1], &t[2], BatchNormStats::new(&rm, &rv).training(false)),
         &inputs,
     )
     .unwrap();
@@ -48,7 +48,9 @@ fn large_input_parallel_path_normalises_each_channel() {
     let x = rand(&[8, 16, 16, 16], 9).mul_scalar(3.0).add_scalar(2.0);
     let (w, b) = (Tensor::ones(&[16]), Tensor::zeros(&[16]));
     let (rm, rv) = (Tensor::zeros(&[16]), Tensor::ones(&[16]));
-    let y = x.batch_norm2d(&w, &b, &rm, &rv, true, 0.1, 1e-5).to_vec();
+    let y = x
+        .batch_norm2d(&w, &b, BatchNormStats::new(&rm, &rv))
+        .to_vec();
     for c in 0..16 {
         let vals: Vec<f64> = (0..8)
             .flat_map(|n| y[(n * 16 + c) * 256..(n * 16 + c + 1) * 256].iter())
@@ -69,14 +71,18 @@ fn large_input_parallel_path_normalises_each_channel() {
 #[should_panic(expected = "batch_norm2d: input [2, 3, 4, 4] has 3 channels but running_var is [4]")]
 fn channel_mismatch_is_named() {
     let c3 = Tensor::ones(&[3]);
-    Tensor::zeros(&[2, 3, 4, 4]).batch_norm2d(&c3, &c3, &c3, &Tensor::ones(&[4]), true, 0.1, 1e-5);
+    Tensor::zeros(&[2, 3, 4, 4]).batch_norm2d(
+        &c3,
+        &c3,
+        BatchNormStats::new(&c3, &Tensor::ones(&[4])),
+    );
 }
 
 #[test]
 #[should_panic(expected = "batch_norm2d: training needs more than one value per channel")]
 fn single_value_per_channel_is_named() {
     let c = Tensor::ones(&[2]);
-    Tensor::zeros(&[1, 2, 1, 1]).batch_norm2d(&c, &c, &c, &c, true, 0.1, 1e-5);
+    Tensor::zeros(&[1, 2, 1, 1]).batch_norm2d(&c, &c, BatchNormStats::new(&c, &c));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -131,7 +137,7 @@ fn against_torch(
     let b = Tensor::from_vec(affine(seq(c, 2.1, 0.3), 0.5, 0.0), &[c]).set_requires_grad(true);
     let rm = Tensor::from_vec(affine(seq(c, 0.5, 0.0), 0.3, 0.0), &[c]);
     let rv = Tensor::from_vec(affine(seq(c, 0.8, 0.4), 0.5, 1.0), &[c]);
-    let y = x.batch_norm2d(&w, &b, &rm, &rv, training, 0.1, 1e-5);
+    let y = x.batch_norm2d(&w, &b, BatchNormStats::new(&rm, &rv).training(training));
     let gy = Tensor::from_vec(seq(y.numel(), 0.9, 0.3), y.shape());
     y.mul(&gy).sum().backward();
     for (what, got, want) in [
@@ -222,9 +228,10 @@ fn fused_relu_matches_the_separate_ops_bit_for_bit() {
             );
             let (rm, rv) = (rand(&[shape[1]], 24), rand(&[shape[1]], 25).add_scalar(1.5));
             let y = if fused {
-                x.batch_norm2d_relu(&w, &b, &rm, &rv, training, 0.1, 1e-5)
+                x.batch_norm2d_relu(&w, &b, BatchNormStats::new(&rm, &rv).training(training))
             } else {
-                x.batch_norm2d(&w, &b, &rm, &rv, training, 0.1, 1e-5).relu()
+                x.batch_norm2d(&w, &b, BatchNormStats::new(&rm, &rv).training(training))
+                    .relu()
             };
             y.mul(&rand(y.shape(), 26)).sum().backward();
             [

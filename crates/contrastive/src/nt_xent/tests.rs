@@ -1,23 +1,9 @@
-//! NT-Xent against the same loss composed from generic tensor ops, against PyTorch, against
+//! NT-Xent against [`reference`] (the same loss composed from generic tensor ops), against PyTorch, against
 //! finite differences, and at its numerical edges.
 
 use super::*;
 use rand::{rngs::StdRng, SeedableRng};
 use simclr_tensor::{gradcheck, no_grad};
-
-/// The loss written with generic ops, as a reader would first write it: normalise, `ẑẑᵀ/τ`,
-/// mask the diagonal with a large negative, cross-entropy against `p(i)`.
-fn composed(z: &Tensor, temperature: f32) -> Tensor {
-    let m = z.dim(0);
-    let n = m / 2;
-    let zn = z.l2_normalize(1, NORM_EPS);
-    let s = zn.matmul(&zn.transpose(0, 1)).mul_scalar(1.0 / temperature);
-    let mut mask = vec![0.0; m * m];
-    (0..m).for_each(|i| mask[i * m + i] = -1e9);
-    let targets: Vec<usize> = (0..m).map(|i| (i + n) % m).collect();
-    s.add(&Tensor::from_vec(mask, &[m, m]))
-        .cross_entropy(&targets)
-}
 
 fn loss_and_grad(f: impl Fn(&Tensor) -> Tensor, z: &Tensor) -> (f32, Vec<f32>) {
     let leaf = z.copy().set_requires_grad(true);
@@ -49,7 +35,7 @@ fn sin_input(m: usize, d: usize) -> Tensor {
 }
 
 #[test]
-fn equals_composed_ops_forward_and_gradient() {
+fn equals_the_reference_forward_and_gradient() {
     let mut rng = StdRng::seed_from_u64(7);
     for &(m, d, t) in &[
         (4, 3, 0.5),
@@ -62,7 +48,7 @@ fn equals_composed_ops_forward_and_gradient() {
     ] {
         let z = Tensor::randn(&[m, d], &mut rng);
         let (l1, g1) = loss_and_grad(|z| nt_xent(z, t), &z);
-        let (l2, g2) = loss_and_grad(|z| composed(z, t), &z);
+        let (l2, g2) = loss_and_grad(|z| reference(z, t), &z);
         assert!(
             (l1 - l2).abs() < 1e-5 * (1.0 + l2.abs()),
             "{m}x{d}: {l1} vs {l2}"
@@ -140,7 +126,7 @@ fn stable_at_low_temperature() {
     let mut rng = StdRng::seed_from_u64(11);
     let z = Tensor::randn(&[64, 16], &mut rng);
     let (l1, g1) = loss_and_grad(|z| nt_xent(z, 0.05), &z);
-    let (l2, g2) = loss_and_grad(|z| composed(z, 0.05), &z);
+    let (l2, g2) = loss_and_grad(|z| reference(z, 0.05), &z);
     assert!(l1.is_finite() && g1.iter().all(|v| v.is_finite()));
     assert!((l1 - l2).abs() < 1e-4 * l2.abs(), "{l1} vs {l2}");
     assert_close(&g1, &g2, 1e-3, "τ=0.05 gradient");

@@ -15,9 +15,7 @@
 
 use simclr_tensor::Tensor;
 
-use super::{
-    read_state, write_state, zeros_like_all, zip_update, LoadedState, OptimStateError, Optimizer,
-};
+use super::{zip_update, OptimStateError, Optimizer, Slots};
 
 /// Hyper-parameters of [`Adam`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -102,22 +100,17 @@ impl AdamKernel {
 
 /// The Adam / AdamW optimizer.
 pub struct Adam {
-    params: Vec<Tensor>,
     config: AdamConfig,
-    steps: Vec<u64>,
-    exp_avg: Vec<Vec<f32>>,
-    exp_avg_sq: Vec<Vec<f32>>,
+    /// The parameters, their step counts, and the moments `exp_avg`, `exp_avg_sq`.
+    slots: Slots<2>,
 }
 
 impl Adam {
     /// An optimizer over `params` (e.g. `model.parameters()`).
     pub fn new(params: Vec<Tensor>, config: AdamConfig) -> Adam {
         Adam {
-            steps: vec![0; params.len()],
-            exp_avg: zeros_like_all(&params),
-            exp_avg_sq: zeros_like_all(&params),
-            params,
             config,
+            slots: Slots::new(params, ["exp_avg", "exp_avg_sq"]),
         }
     }
 
@@ -136,11 +129,17 @@ impl Optimizer for Adam {
             weight_decay: wd,
             decoupled_weight_decay: decoupled,
         } = self.config;
-        for (i, p) in self.params.iter().enumerate() {
+        let Slots {
+            params,
+            steps,
+            buffers: [exp_avg, exp_avg_sq],
+            ..
+        } = &mut self.slots;
+        for (i, p) in params.iter().enumerate() {
             let grad = p.grad_ref();
             let Some(g) = grad.as_ref() else { continue };
-            self.steps[i] += 1;
-            let t = self.steps[i] as i32;
+            steps[i] += 1;
+            let t = steps[i] as i32;
             let bc1 = 1.0 - (b1 as f64).powi(t);
             let bc2_sqrt = (1.0 - (b2 as f64).powi(t)).sqrt() as f32;
             let step_size = (lr as f64 / bc1) as f32;
@@ -149,8 +148,8 @@ impl Optimizer for Adam {
             zip_update(
                 &mut data,
                 g,
-                &mut self.exp_avg[i],
-                &mut self.exp_avg_sq[i],
+                &mut exp_avg[i],
+                &mut exp_avg_sq[i],
                 |p, g, m, v| {
                     let k = AdamKernel {
                         b1,
@@ -182,28 +181,15 @@ impl Optimizer for Adam {
     }
 
     fn params(&self) -> &[Tensor] {
-        &self.params
+        &self.slots.params
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        write_state(
-            self.config.lr,
-            &self.params,
-            &self.steps,
-            &[("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)],
-        )
+        self.slots.state(self.config.lr)
     }
 
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), OptimStateError> {
-        let LoadedState {
-            lr,
-            steps,
-            buffers: mut bufs,
-        } = read_state(state, &self.params, &["exp_avg", "exp_avg_sq"])?;
-        self.config.lr = lr;
-        self.steps = steps;
-        self.exp_avg_sq = bufs.pop().expect("two buffers");
-        self.exp_avg = bufs.pop().expect("two buffers");
+        self.config.lr = self.slots.load_state(state)?;
         Ok(())
     }
 }

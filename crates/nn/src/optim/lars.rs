@@ -16,12 +16,10 @@
 //! parameter with fewer than two axes (configurable).
 
 use rayon::prelude::*;
+use simclr_tensor::parallel::min_items;
 use simclr_tensor::Tensor;
 
-use super::{
-    chunk_sum_sq, l2_norm, read_state, write_state, zeros_like_all, zip_update1, LoadedState,
-    OptimStateError, Optimizer, CHUNK, PAR_MIN,
-};
+use super::{chunk_sum_sq, l2_norm, zip_update1, OptimStateError, Optimizer, Slots, CHUNK};
 
 /// Hyper-parameters of [`Lars`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,43 +73,38 @@ fn lars_kernel<const NESTEROV: bool>(
 /// `‖g + λθ‖`, accumulated in f64 without materialising the sum (parallel for large tensors).
 fn decayed_norm(g: &[f32], w: &[f32], wd: f32) -> f64 {
     let sq = |(g, w): (&[f32], &[f32])| chunk_sum_sq(g.len(), |i| g[i] + wd * w[i]);
-    if g.len() < PAR_MIN {
-        g.chunks(CHUNK)
-            .zip(w.chunks(CHUNK))
-            .map(sq)
-            .sum::<f64>()
-            .sqrt()
-    } else {
-        g.par_chunks(CHUNK)
-            .zip(w.par_chunks(CHUNK))
-            .map(sq)
-            .sum::<f64>()
-            .sqrt()
-    }
+    g.par_chunks(CHUNK)
+        .zip(w.par_chunks(CHUNK))
+        .with_min_len(min_items(CHUNK))
+        .map(sq)
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// The LARS optimizer.
 pub struct Lars {
-    params: Vec<Tensor>,
     config: LarsConfig,
-    steps: Vec<u64>,
-    momentum: Vec<Vec<f32>>,
+    /// The parameters, their step counts, and the `momentum` buffers.
+    slots: Slots<1>,
+}
+
+/// Whether `p` is excluded from weight decay and trust-ratio adaptation under `config`.
+fn excluded(config: &LarsConfig, p: &Tensor) -> bool {
+    config.exclude_1d && p.ndim() < 2
 }
 
 impl Lars {
     /// An optimizer over `params`.
     pub fn new(params: Vec<Tensor>, config: LarsConfig) -> Lars {
         Lars {
-            steps: vec![0; params.len()],
-            momentum: zeros_like_all(&params),
-            params,
             config,
+            slots: Slots::new(params, ["momentum"]),
         }
     }
 
     /// Whether `p` is excluded from weight decay and trust-ratio adaptation.
     pub fn is_excluded(&self, p: &Tensor) -> bool {
-        self.config.exclude_1d && p.ndim() < 2
+        excluded(&self.config, p)
     }
 }
 
@@ -125,12 +118,17 @@ impl Optimizer for Lars {
             nesterov,
             ..
         } = self.config;
-        for i in 0..self.params.len() {
-            let p = &self.params[i];
-            let excluded = self.is_excluded(p);
+        let Slots {
+            params,
+            steps,
+            buffers: [momentum],
+            ..
+        } = &mut self.slots;
+        for (i, p) in params.iter().enumerate() {
+            let excluded = excluded(&self.config, p);
             let grad = p.grad_ref();
             let Some(g) = grad.as_ref() else { continue };
-            self.steps[i] += 1;
+            steps[i] += 1;
             let wd = if excluded { 0.0 } else { weight_decay };
             let mut data = p.data_mut();
             let scaled_lr = if excluded {
@@ -150,7 +148,7 @@ impl Optimizer for Lars {
                 };
                 lr * trust
             };
-            zip_update1(&mut data, g, &mut self.momentum[i], |p, g, v| {
+            zip_update1(&mut data, g, &mut momentum[i], |p, g, v| {
                 if nesterov {
                     lars_kernel::<true>(p, g, v, mu, wd, scaled_lr)
                 } else {
@@ -169,27 +167,15 @@ impl Optimizer for Lars {
     }
 
     fn params(&self) -> &[Tensor] {
-        &self.params
+        &self.slots.params
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        write_state(
-            self.config.lr,
-            &self.params,
-            &self.steps,
-            &[("momentum", &self.momentum)],
-        )
+        self.slots.state(self.config.lr)
     }
 
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), OptimStateError> {
-        let LoadedState {
-            lr,
-            steps,
-            buffers: mut bufs,
-        } = read_state(state, &self.params, &["momentum"])?;
-        self.config.lr = lr;
-        self.steps = steps;
-        self.momentum = bufs.pop().expect("one buffer");
+        self.config.lr = self.slots.load_state(state)?;
         Ok(())
     }
 }

@@ -27,6 +27,7 @@ pub use schedule::Schedule;
 pub use sgd::{Sgd, SgdConfig};
 
 use rayon::prelude::*;
+use simclr_tensor::parallel::min_items;
 use simclr_tensor::Tensor;
 
 /// Why an optimizer state could not be loaded (each problem names its key).
@@ -77,9 +78,8 @@ pub trait Optimizer {
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), OptimStateError>;
 }
 
-/// Tensors at or above this size are updated on rayon threads, in chunks of [`CHUNK`].
-pub(crate) const PAR_MIN: usize = 1 << 15;
-/// Chunk length of a parallel update.
+/// Chunk length of an update: its f32 partial sums stay accurate, and a large tensor is
+/// updated on rayon's threads, several chunks a task ([`simclr_tensor::parallel`]).
 pub(crate) const CHUNK: usize = 1 << 13;
 
 /// Runs `f` over aligned chunks of a parameter, its gradient and two state buffers, in
@@ -91,15 +91,12 @@ pub(crate) fn zip_update(
     s2: &mut [f32],
     f: impl Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
 ) {
-    if p.len() < PAR_MIN {
-        f(p, g, s1, s2);
-    } else {
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(s1.par_chunks_mut(CHUNK))
-            .zip(s2.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), s1), s2)| f(p, g, s1, s2));
-    }
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(s1.par_chunks_mut(CHUNK))
+        .zip(s2.par_chunks_mut(CHUNK))
+        .with_min_len(min_items(CHUNK))
+        .for_each(|(((p, g), s1), s2)| f(p, g, s1, s2));
 }
 
 /// Like [`zip_update`] with one state buffer, which may be empty (then `f` gets empty
@@ -110,16 +107,16 @@ pub(crate) fn zip_update1(
     s: &mut [f32],
     f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
 ) {
-    if p.len() < PAR_MIN {
-        f(p, g, s);
-    } else if s.is_empty() {
+    if s.is_empty() {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
+            .with_min_len(min_items(CHUNK))
             .for_each(|(p, g)| f(p, g, &mut []));
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(s.par_chunks_mut(CHUNK))
+            .with_min_len(min_items(CHUNK))
             .for_each(|((p, g), s)| f(p, g, s));
     }
 }
@@ -144,20 +141,15 @@ pub(crate) fn chunk_sum_sq(n: usize, f: impl Fn(usize) -> f32) -> f64 {
 /// slices).
 pub(crate) fn l2_norm(x: &[f32]) -> f64 {
     let sq = |c: &[f32]| chunk_sum_sq(c.len(), |i| c[i]);
-    if x.len() < PAR_MIN {
-        x.chunks(CHUNK).map(sq).sum::<f64>().sqrt()
-    } else {
-        x.par_chunks(CHUNK).map(sq).sum::<f64>().sqrt()
-    }
+    x.par_chunks(CHUNK)
+        .with_min_len(min_items(CHUNK))
+        .map(sq)
+        .sum::<f64>()
+        .sqrt()
 }
 
-/// A state buffer shaped like each parameter, zero-filled.
-pub(crate) fn zeros_like_all(params: &[Tensor]) -> Vec<Vec<f32>> {
-    params.iter().map(|p| vec![0.0; p.numel()]).collect()
-}
-
-/// Looks `key` up in `state`, checking its element count against `shape`.
-pub(crate) fn find_state<'a>(
+/// Looks `key` up in `state`, checking its shape against `shape`.
+fn find_state<'a>(
     state: &'a [(String, Tensor)],
     key: &str,
     shape: &[usize],
@@ -177,60 +169,66 @@ pub(crate) fn find_state<'a>(
     }
 }
 
-/// A validated optimizer state: learning rate, per-parameter step counts, and for each buffer
-/// name one buffer per parameter.
-pub(crate) struct LoadedState {
-    pub lr: f32,
+/// What every optimizer here keeps besides its settings: the parameters, each one's step
+/// count, and `N` buffers per parameter shaped like it, each kind under a name (Adam's
+/// `exp_avg` and `exp_avg_sq`, SGD's `momentum_buffer`, LARS's `momentum`). Saving and
+/// restoring them by those names is the same for every optimizer, so it lives here.
+pub(crate) struct Slots<const N: usize> {
+    /// The parameters, in the order the optimizer was given them.
+    pub params: Vec<Tensor>,
+    /// Updates applied to each parameter so far.
     pub steps: Vec<u64>,
-    pub buffers: Vec<Vec<Vec<f32>>>,
+    /// Per kind of buffer, one zero-initialised buffer per parameter.
+    pub buffers: [Vec<Vec<f32>>; N],
+    names: [&'static str; N],
 }
 
-/// Reads per-parameter buffers named `"{i}.{name}"` and per-parameter step counts
-/// `"{i}.step"`, plus the scalar `"lr"`, validating everything before returning it.
-pub(crate) fn read_state(
-    state: &[(String, Tensor)],
-    params: &[Tensor],
-    buffer_names: &[&str],
-) -> Result<LoadedState, OptimStateError> {
-    let mut missing = Vec::new();
-    let lr = find_state(state, "lr", &[], &mut missing)?.map(|t| t.item());
-    let mut steps = Vec::with_capacity(params.len());
-    let mut buffers = vec![Vec::with_capacity(params.len()); buffer_names.len()];
-    for (i, p) in params.iter().enumerate() {
-        let step = find_state(state, &format!("{i}.step"), &[], &mut missing)?;
-        steps.push(step.map_or(0, |t| t.item() as u64));
-        for (b, name) in buffer_names.iter().enumerate() {
-            let t = find_state(state, &format!("{i}.{name}"), p.shape(), &mut missing)?;
-            buffers[b].push(t.map_or_else(Vec::new, Tensor::to_vec));
+impl<const N: usize> Slots<N> {
+    /// Step counts at 0 and every buffer zero, for `params`.
+    pub fn new(params: Vec<Tensor>, names: [&'static str; N]) -> Self {
+        let zeros = || params.iter().map(|p| vec![0.0; p.numel()]).collect();
+        Slots {
+            steps: vec![0; params.len()],
+            buffers: std::array::from_fn(|_| zeros()),
+            params,
+            names,
         }
     }
-    if !missing.is_empty() {
-        return Err(OptimStateError::Missing(missing));
-    }
-    Ok(LoadedState {
-        lr: lr.unwrap_or(0.0),
-        steps,
-        buffers,
-    })
-}
 
-/// Builds the named state tensors: `"lr"`, then for each parameter `"{i}.step"` and each
-/// buffer `"{i}.{name}"`.
-pub(crate) fn write_state(
-    lr: f32,
-    params: &[Tensor],
-    steps: &[u64],
-    buffers: &[(&str, &[Vec<f32>])],
-) -> Vec<(String, Tensor)> {
-    let mut out = vec![("lr".to_string(), Tensor::scalar(lr))];
-    for (i, p) in params.iter().enumerate() {
-        out.push((format!("{i}.step"), Tensor::scalar(steps[i] as f32)));
-        for (name, bufs) in buffers {
-            out.push((
-                format!("{i}.{name}"),
-                Tensor::from_vec(bufs[i].clone(), p.shape()),
-            ));
+    /// The named state tensors: `"lr"`, then for each parameter `i` `"{i}.step"` and each
+    /// buffer `"{i}.{name}"` ([`Optimizer::state`]).
+    pub fn state(&self, lr: f32) -> Vec<(String, Tensor)> {
+        let mut out = vec![("lr".to_string(), Tensor::scalar(lr))];
+        for (i, p) in self.params.iter().enumerate() {
+            out.push((format!("{i}.step"), Tensor::scalar(self.steps[i] as f32)));
+            for (name, bufs) in self.names.iter().zip(&self.buffers) {
+                let buf = Tensor::from_vec(bufs[i].clone(), p.shape());
+                out.push((format!("{i}.{name}"), buf));
+            }
         }
+        out
     }
-    out
+
+    /// Takes step counts and buffers from `state` ([`Optimizer::load_state`]) and returns the
+    /// learning rate it holds; everything is validated first, so on error nothing changes.
+    pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<f32, OptimStateError> {
+        let mut missing = Vec::new();
+        let lr = find_state(state, "lr", &[], &mut missing)?.map(|t| t.item());
+        let mut steps = Vec::with_capacity(self.params.len());
+        let mut buffers: [Vec<Vec<f32>>; N] =
+            std::array::from_fn(|_| Vec::with_capacity(self.params.len()));
+        for (i, p) in self.params.iter().enumerate() {
+            let step = find_state(state, &format!("{i}.step"), &[], &mut missing)?;
+            steps.push(step.map_or(0, |t| t.item() as u64));
+            for (name, bufs) in self.names.iter().zip(&mut buffers) {
+                let t = find_state(state, &format!("{i}.{name}"), p.shape(), &mut missing)?;
+                bufs.push(t.map_or_else(Vec::new, Tensor::to_vec));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(OptimStateError::Missing(missing));
+        }
+        (self.steps, self.buffers) = (steps, buffers);
+        Ok(lr.unwrap_or(0.0))
+    }
 }

@@ -13,9 +13,7 @@
 
 use simclr_tensor::Tensor;
 
-use super::{
-    read_state, write_state, zeros_like_all, zip_update1, LoadedState, OptimStateError, Optimizer,
-};
+use super::{zip_update1, OptimStateError, Optimizer, Slots};
 
 /// Hyper-parameters of [`Sgd`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -94,10 +92,9 @@ impl SgdKernel {
 
 /// The SGD optimizer.
 pub struct Sgd {
-    params: Vec<Tensor>,
     config: SgdConfig,
-    steps: Vec<u64>,
-    momentum_buffer: Vec<Vec<f32>>,
+    /// The parameters, their step counts, and the `momentum_buffer`s.
+    slots: Slots<1>,
 }
 
 impl Sgd {
@@ -110,10 +107,8 @@ impl Sgd {
             "Sgd: Nesterov momentum requires a momentum and zero dampening"
         );
         Sgd {
-            steps: vec![0; params.len()],
-            momentum_buffer: zeros_like_all(&params),
-            params,
             config,
+            slots: Slots::new(params, ["momentum_buffer"]),
         }
     }
 }
@@ -127,11 +122,17 @@ impl Optimizer for Sgd {
             weight_decay: wd,
             nesterov,
         } = self.config;
-        for (i, p) in self.params.iter().enumerate() {
+        let Slots {
+            params,
+            steps,
+            buffers: [momentum_buffer],
+            ..
+        } = &mut self.slots;
+        for (i, p) in params.iter().enumerate() {
             let grad = p.grad_ref();
             let Some(g) = grad.as_ref() else { continue };
-            self.steps[i] += 1;
-            let first = self.steps[i] == 1;
+            steps[i] += 1;
+            let first = steps[i] == 1;
             let mut data = p.data_mut();
             if mu == 0.0 {
                 zip_update1(&mut data, g, &mut [], |p, g, _| {
@@ -149,17 +150,14 @@ impl Optimizer for Sgd {
             };
             // One specialised loop per (first step, Nesterov) case keeps the branches out of
             // the vectorised inner loop.
-            zip_update1(
-                &mut data,
-                g,
-                &mut self.momentum_buffer[i],
-                |p, g, b| match (first, nesterov) {
+            zip_update1(&mut data, g, &mut momentum_buffer[i], |p, g, b| {
+                match (first, nesterov) {
                     (true, true) => k.run::<true, true>(p, g, b),
                     (true, false) => k.run::<true, false>(p, g, b),
                     (false, true) => k.run::<false, true>(p, g, b),
                     (false, false) => k.run::<false, false>(p, g, b),
-                },
-            );
+                }
+            });
         }
     }
 
@@ -172,27 +170,15 @@ impl Optimizer for Sgd {
     }
 
     fn params(&self) -> &[Tensor] {
-        &self.params
+        &self.slots.params
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        write_state(
-            self.config.lr,
-            &self.params,
-            &self.steps,
-            &[("momentum_buffer", &self.momentum_buffer)],
-        )
+        self.slots.state(self.config.lr)
     }
 
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), OptimStateError> {
-        let LoadedState {
-            lr,
-            steps,
-            buffers: mut bufs,
-        } = read_state(state, &self.params, &["momentum_buffer"])?;
-        self.config.lr = lr;
-        self.steps = steps;
-        self.momentum_buffer = bufs.pop().expect("one buffer");
+        self.config.lr = self.slots.load_state(state)?;
         Ok(())
     }
 }

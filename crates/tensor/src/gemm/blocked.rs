@@ -28,7 +28,7 @@
 use std::cell::RefCell;
 
 use super::kernel::{self, transpose_block, transpose_rows, Tile, BLOCK, MR, NR};
-use super::{Gathered, MatMut, MatRef, STRIP};
+use super::{Gathered, MatRef, OutBlock, STRIP};
 
 /// Reduction steps per block: an `MR × KC` strip of `A` is 16 KB, inside L1.
 const KC: usize = 256;
@@ -182,17 +182,21 @@ thread_local! {
     static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// `C ← α·A·B + β·C` on the calling thread. Shapes and extents must have been checked.
-pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: MatMut) {
+/// `C ← α·A·B + β·C` on the calling thread.
+///
+/// # Safety
+/// Shapes and the extents of `A` and `B` must have been checked, and every element of `c` must
+/// be valid for reads and writes, with nothing else accessing them during the call.
+pub(crate) unsafe fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: OutBlock) {
     let (m, k, n) = (a.rows, a.cols, b.cols());
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        return scale(beta, c);
+        // SAFETY: the caller's contract.
+        return unsafe { scale(beta, c) };
     }
-    let (crs, ccs) = (c.row_stride, c.col_stride);
-    let c_ptr = c.data.as_mut_ptr();
+    let (crs, ccs, c_ptr) = (c.row_stride, c.col_stride, c.ptr);
     PACKED.with(|bufs| {
         let (a_buf, b_buf) = &mut *bufs.borrow_mut();
         a_buf.resize(MC.div_ceil(MR) * MR * KC, 0.0);
@@ -211,8 +215,8 @@ pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: MatMut) 
                         for jr in (0..nc).step_by(NR) {
                             let (i, j) = (i0 + ir, j0 + jr);
                             let tile = Tile {
-                                // SAFETY (of the offset): (i, j) is an element of C, whose
-                                // extent the caller checked.
+                                // SAFETY (of the offset): (i, j) is an element of C, valid
+                                // by the caller's contract.
                                 c: unsafe { c_ptr.add(i * crs + j * ccs) },
                                 row_stride: crs,
                                 col_stride: ccs,
@@ -222,7 +226,7 @@ pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: MatMut) 
                                 beta,
                             };
                             match b {
-                                // SAFETY: the tile lies inside C, which `c` borrows mutably;
+                                // SAFETY: the tile lies inside C, which is ours for the call;
                                 // the caller checked that every strip of every row of the
                                 // gathered B lies inside its buffer.
                                 Rhs::Gathered(g) => unsafe {
@@ -235,7 +239,7 @@ pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: MatMut) 
                                         &tile,
                                     )
                                 },
-                                // SAFETY: the tile lies inside C, which `c` borrows mutably.
+                                // SAFETY: the tile lies inside C, which is ours for the call.
                                 _ => unsafe {
                                     kernel::tile(kc, a_strip, &b_buf[jr * kc..][..kc * NR], &tile)
                                 },
@@ -249,10 +253,14 @@ pub(crate) fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: MatMut) 
 }
 
 /// `C ← β·C` (an empty reduction); `β = 0` writes zeros without reading `C`.
-fn scale(beta: f32, c: MatMut) {
+///
+/// # Safety
+/// As [`gemm_blocked`]'s for `c`.
+unsafe fn scale(beta: f32, c: OutBlock) {
     for i in 0..c.rows {
         for j in 0..c.cols {
-            let v = &mut c.data[i * c.row_stride + j * c.col_stride];
+            // SAFETY: (i, j) is an element of C, valid by the caller's contract.
+            let v = unsafe { &mut *c.ptr.add(i * c.row_stride + j * c.col_stride) };
             *v = if beta == 0.0 { 0.0 } else { beta * *v };
         }
     }

@@ -185,7 +185,7 @@ pub(crate) unsafe fn tile_gathered(
 ) {
     assert!(a.len() >= kc * MR && offsets.len() >= kc);
     let isa = Isa::detected();
-    // SAFETY (of each arm): the caller's contract.
+    // SAFETY (of each arm): `isa` was detected on this CPU; the rest is the caller's contract.
     match seg {
         16 => unsafe {
             run(
@@ -230,13 +230,14 @@ pub(crate) unsafe fn tile_gathered(
     }
 }
 
-/// The kernel for `isa` (which the CPU must support).
+/// The kernel for `isa`.
 ///
 /// # Safety
-/// As [`tile`]; `b` must yield `NR` readable values for each of the `kc` steps.
+/// The CPU must support `isa`; as [`tile`]; `b` must yield `NR` readable values for each of
+/// the `kc` steps.
 #[inline(always)]
 unsafe fn run<S: Steps>(isa: Isa, kc: usize, a: &[f32], b: S, tile: &Tile) {
-    // SAFETY (of each arm): the CPU supports `isa`; the rest is the caller's contract.
+    // SAFETY (of each arm): the caller's contract (the CPU supports `isa`, and the rest).
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { avx512::tile(kc, a, b, tile) },
@@ -307,17 +308,28 @@ pub(crate) fn transpose_rows(
     dst: &mut [f32],
     dst_stride: usize,
 ) {
-    transpose_with(Isa::detected(), src, starts, dst, dst_stride);
+    // SAFETY: `Isa::detected` is an instruction set this CPU runs.
+    unsafe { transpose_with(Isa::detected(), src, starts, dst, dst_stride) }
 }
 
-/// [`transpose_rows`] with the given instruction set (which the CPU must support).
-fn transpose_with(isa: Isa, src: &[f32], starts: &[usize; BLOCK], dst: &mut [f32], ds: usize) {
+/// [`transpose_rows`] with the given instruction set.
+///
+/// # Safety
+/// The CPU must support `isa` ([`Isa::detected`] or one of [`Isa::all_available`]).
+unsafe fn transpose_with(
+    isa: Isa,
+    src: &[f32],
+    starts: &[usize; BLOCK],
+    dst: &mut [f32],
+    ds: usize,
+) {
     assert!(starts.iter().all(|&s| s + BLOCK <= src.len()) && dst.len() >= 15 * ds + BLOCK);
     #[cfg(target_arch = "x86_64")]
     {
         let rows = starts.map(|s| src[s..].as_ptr());
         match isa {
-            // SAFETY: the CPU supports `isa`; every row and the output were checked above.
+            // SAFETY: the caller vouches that the CPU supports `isa`; every row and the output
+            // were checked above.
             Isa::Avx512 => return unsafe { avx512::transpose16(rows, dst.as_mut_ptr(), ds) },
             // SAFETY: as above.
             Isa::Avx2Fma => return unsafe { avx2::transpose16(rows, dst.as_mut_ptr(), ds) },
@@ -723,7 +735,8 @@ mod tests {
         let starts: [usize; BLOCK] = std::array::from_fn(|i| (i * 37) % 300 + i);
         for isa in Isa::all_available() {
             let mut got = vec![0.0; 16 * 17];
-            transpose_with(isa, &src, &starts, &mut got, 17);
+            // SAFETY: `isa` is one of the instruction sets this CPU runs.
+            unsafe { transpose_with(isa, &src, &starts, &mut got, 17) };
             for (i, &s) in starts.iter().enumerate() {
                 for j in 0..BLOCK {
                     assert_eq!(got[j * 17 + i], src[s + j], "{isa:?} ({i}, {j})");

@@ -1,8 +1,13 @@
-//! The one GEMM entry point: `C ← α·A·B + β·C` in f32, for every kernel in the crate.
+//! The matrix product `C ← α·A·B + β·C` in f32 that every heavy kernel in the crate stands on.
 //!
 //! Matrices are described by [`MatRef`] / [`MatMut`]: a slice plus row and column strides, so a
 //! transposed operand is the same data with its strides swapped ([`MatRef::t`]) and an output
 //! block can be written straight into a larger tensor (e.g. one image's slice of an NCHW batch).
+//!
+//! Entry points: [`gemm`] (split over the threads when large) and [`gemm_serial`] (never split)
+//! for dense operands; inside the crate, `gemm_gathered` and `gemm_gathered_t` multiply by a
+//! matrix read in place from a zero-padded image (a convolution's columns, never written out)
+//! or by its transpose. All four check their operands and share one blocked kernel.
 //!
 //! Backends: the crate's own blocked GEMM (`blocked.rs`: the loops and the packing;
 //! `kernel.rs`: a 16 × 16 AVX-512 micro-kernel chosen at run time, a portable one elsewhere)
@@ -103,10 +108,80 @@ impl<'a> MatMut<'a> {
             col_stride: 1,
         }
     }
+
+    /// The raw view the product writes through (the borrow stays with `self`'s lifetime).
+    fn out_block(&mut self) -> OutBlock {
+        OutBlock {
+            ptr: self.data.as_mut_ptr(),
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+            col_stride: self.col_stride,
+        }
+    }
+}
+
+/// The part of `C` one serial product writes, as a raw pointer and strides.
+///
+/// A split product hands each task a block of `C`, and the column blocks of a row-major `C`
+/// interleave in memory: as `&mut [f32]` they would overlap, and two live mutable slices over
+/// the same memory are undefined behaviour even when their writes never meet. So the blocks
+/// are raw views, made from the [`MatMut`] the caller lent (its unique borrow outlives the
+/// product) and cut by [`split`] into blocks with no element in common.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutBlock {
+    /// Element `(0, 0)`; element `(i, j)` is at `ptr + i·row_stride + j·col_stride`.
+    pub ptr: *mut f32,
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+    /// Distance between consecutive columns.
+    pub col_stride: usize,
+}
+
+// SAFETY: a block crosses threads only in `split`, which gives each task a block whose
+// elements no other task reads or writes.
+unsafe impl Send for OutBlock {}
+// SAFETY: as above; a shared `OutBlock` is only copied, never written through by two tasks.
+unsafe impl Sync for OutBlock {}
+
+impl OutBlock {
+    /// Columns (`along_cols`) or rows `first..first + len` of this block, cut at its edge.
+    fn block(self, first: usize, len: usize, along_cols: bool) -> OutBlock {
+        // `wrapping_add`: the offset of element (0, first) or (first, 0), inside C.
+        if along_cols {
+            OutBlock {
+                ptr: self.ptr.wrapping_add(first * self.col_stride),
+                cols: len.min(self.cols - first),
+                ..self
+            }
+        } else {
+            OutBlock {
+                ptr: self.ptr.wrapping_add(first * self.row_stride),
+                rows: len.min(self.rows - first),
+                ..self
+            }
+        }
+    }
+
+    /// The transpose (the strides swap).
+    #[cfg(feature = "openblas")]
+    fn t(self) -> Self {
+        OutBlock {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
 }
 
 /// Columns of a [`Gathered`] matrix per strip: one micro-kernel tile wide.
-pub const STRIP: usize = 16;
+pub(crate) const STRIP: usize = 16;
 
 /// A matrix read in place from rows of one buffer, in strips of [`STRIP`] columns, each strip
 /// of a row made of `STRIP / seg` runs of `seg` contiguous values, `seg_stride` apart:
@@ -120,7 +195,7 @@ pub const STRIP: usize = 16;
 /// the image, so the column matrix is never written out; [`gemm_gathered_t`] multiplies by its
 /// transpose.
 #[derive(Clone, Copy, Debug)]
-pub struct Gathered<'a> {
+pub(crate) struct Gathered<'a> {
     /// The buffer every row is read from.
     pub data: &'a [f32],
     /// Where each row starts, before its strip's offset.
@@ -156,12 +231,14 @@ impl Gathered<'_> {
     }
 
     /// The 16 values of strip `s` of row `r`, in order.
-    pub(crate) fn strip(&self, r: usize, s: usize) -> [f32; STRIP] {
+    #[cfg(any(test, feature = "openblas"))]
+    fn strip(&self, r: usize, s: usize) -> [f32; STRIP] {
         std::array::from_fn(|j| self.get(r, s * STRIP + j))
     }
 
     /// The matrix written out, row-major (the OpenBLAS backend multiplies this).
-    pub fn to_dense(&self) -> Vec<f32> {
+    #[cfg(any(test, feature = "openblas"))]
+    fn to_dense(self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.rows() * self.cols());
         for r in 0..self.rows() {
             for s in 0..self.strip_offsets.len() {
@@ -200,35 +277,42 @@ impl Gathered<'_> {
 /// strips of `B`) like [`gemm`] when large and not already inside a rayon task.
 ///
 /// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
-pub fn gemm_gathered(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
+pub(crate) fn gemm_gathered(alpha: f32, a: MatRef, b: Gathered, beta: f32, mut c: MatMut) {
     b.check();
     let (k, n) = (b.rows(), b.cols());
     check_product(&a, (k, n), &c);
-    if worth_splitting(a.rows * n * k) {
-        return split(
-            c,
-            b.strip_offsets.len(),
-            STRIP,
-            true,
-            |start, size, c_blk| {
-                let strip_offsets = &b.strip_offsets[start..start + size];
-                gathered_unchecked(
-                    alpha,
-                    a,
-                    Gathered { strip_offsets, ..b },
-                    false,
-                    beta,
-                    c_blk,
-                );
-            },
-        );
+    let c = c.out_block();
+    if !worth_splitting(a.rows * n * k) {
+        // SAFETY: `c` lies inside the buffer `c` borrowed mutably (checked above); the operands
+        // were checked.
+        return unsafe { gathered_unchecked(alpha, a, b, false, beta, c) };
     }
-    gathered_unchecked(alpha, a, b, false, beta, c);
+    let strips = b.strip_offsets.len();
+    // SAFETY: as above; each task writes only its block of strips (columns) of C.
+    unsafe {
+        split(c, strips, STRIP, true, |start, size, c_blk| {
+            let strip_offsets = &b.strip_offsets[start..start + size];
+            let b_blk = Gathered { strip_offsets, ..b };
+            gathered_unchecked(alpha, a, b_blk, false, beta, c_blk);
+        })
+    }
 }
 
 /// `C ← α·A·B + β·C`, or `α·A·Bᵀ + β·C` when `transposed`, with `B` gathered, on the calling
-/// thread; the operands checked.
-fn gathered_unchecked(alpha: f32, a: MatRef, b: Gathered, transposed: bool, beta: f32, c: MatMut) {
+/// thread.
+///
+/// # Safety
+/// The operands must have been checked (shapes, and `A` and `B` inside their buffers), and
+/// `c` must be valid for reads and writes of all its elements, which nothing else accesses
+/// during the call.
+unsafe fn gathered_unchecked(
+    alpha: f32,
+    a: MatRef,
+    b: Gathered,
+    transposed: bool,
+    beta: f32,
+    c: OutBlock,
+) {
     #[cfg(not(feature = "openblas"))]
     {
         let rhs = if transposed {
@@ -236,13 +320,15 @@ fn gathered_unchecked(alpha: f32, a: MatRef, b: Gathered, transposed: bool, beta
         } else {
             blocked::Rhs::Gathered(b)
         };
-        blocked::gemm_blocked(alpha, a, rhs, beta, c);
+        // SAFETY: the caller's contract.
+        unsafe { blocked::gemm_blocked(alpha, a, rhs, beta, c) };
     }
     #[cfg(feature = "openblas")]
     {
         let dense = b.to_dense();
         let b = MatRef::new(&dense, b.rows(), b.cols());
-        gemm_unchecked(alpha, a, if transposed { b.t() } else { b }, beta, c);
+        // SAFETY: the caller's contract.
+        unsafe { gemm_unchecked(alpha, a, if transposed { b.t() } else { b }, beta, c) };
     }
 }
 
@@ -250,16 +336,22 @@ fn gathered_unchecked(alpha: f32, a: MatRef, b: Gathered, transposed: bool, beta
 /// rows of `A`) like [`gemm`] when large and not already inside a rayon task.
 ///
 /// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
-pub fn gemm_gathered_t(alpha: f32, a: MatRef, b: Gathered, beta: f32, c: MatMut) {
+pub(crate) fn gemm_gathered_t(alpha: f32, a: MatRef, b: Gathered, beta: f32, mut c: MatMut) {
     b.check();
     let (n, k) = (b.rows(), b.cols());
     check_product(&a, (k, n), &c);
-    if worth_splitting(a.rows * n * k) {
-        return split(c, a.rows, 1, false, |start, size, c_blk| {
-            gathered_unchecked(alpha, a.row_block(start, size), b, true, beta, c_blk);
-        });
+    let c = c.out_block();
+    if !worth_splitting(a.rows * n * k) {
+        // SAFETY: `c` lies inside the buffer `c` borrowed mutably (checked above); the operands
+        // were checked.
+        return unsafe { gathered_unchecked(alpha, a, b, true, beta, c) };
     }
-    gathered_unchecked(alpha, a, b, true, beta, c);
+    // SAFETY: as above; each task writes only its block of rows of C.
+    unsafe {
+        split(c, a.rows, 1, false, |start, size, c_blk| {
+            gathered_unchecked(alpha, a.row_block(start, size), b, true, beta, c_blk);
+        })
+    }
 }
 
 fn check_extent(len: usize, rows: usize, cols: usize, rs: usize, cs: usize, what: &str) {
@@ -280,21 +372,22 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 21;
 /// `C ← α·A·B + β·C`, split over rayon's threads when large and not already inside a rayon task.
 ///
 /// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
-pub fn gemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
+pub fn gemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut) {
     check_shapes(&a, &b, &c);
     let (m, k, n) = (a.rows, a.cols, b.cols);
+    let c = c.out_block();
     if !worth_splitting(m * n * k) {
-        return gemm_unchecked(alpha, a, b, beta, c);
+        // SAFETY: `c` lies inside the buffer `c` borrowed mutably (checked above); the operands
+        // were checked.
+        return unsafe { gemm_unchecked(alpha, a, b, beta, c) };
     }
     // Split the larger output dimension into one block per thread; each block is an
     // independent GEMM on disjoint output elements.
     let split_cols = n >= m;
-    split(
-        c,
-        if split_cols { n } else { m },
-        1,
-        split_cols,
-        |start, size, c_blk| {
+    let len = if split_cols { n } else { m };
+    // SAFETY: as above; each task writes only its block of columns (rows) of C.
+    unsafe {
+        split(c, len, 1, split_cols, |start, size, c_blk| {
             if split_cols {
                 let b_blk = MatRef {
                     data: &b.data[start * b.col_stride..],
@@ -305,8 +398,8 @@ pub fn gemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
             } else {
                 gemm_unchecked(alpha, a.row_block(start, size), b, beta, c_blk);
             }
-        },
-    );
+        })
+    }
 }
 
 /// Whether a product of `flops` multiply-adds should be split over rayon's threads: it is
@@ -319,69 +412,36 @@ fn worth_splitting(flops: usize) -> bool {
 
 /// Cuts the `len` units of `unit` columns (or rows) of `C` into one block per thread and runs
 /// `f(first unit, units, block of C)` on each, in parallel.
-fn split(
-    c: MatMut,
+///
+/// # Safety
+/// Every element of `c` must be valid for reads and writes, and nothing else may access them
+/// until this returns; `f` must write only inside the block it is given.
+unsafe fn split(
+    c: OutBlock,
     len: usize,
     unit: usize,
     along_cols: bool,
-    f: impl Fn(usize, usize, MatMut) + Sync,
+    f: impl Fn(usize, usize, OutBlock) + Sync,
 ) {
     let block = len.div_ceil(rayon::current_num_threads()).max(1);
-    let c_ptr = SendPtr(c.data.as_mut_ptr());
-    let c_len = c.data.len();
-    let (crs, ccs, rows, cols) = (c.row_stride, c.col_stride, c.rows, c.cols);
     let f = &f;
     rayon::scope(|s| {
         for start in (0..len).step_by(block) {
             let size = block.min(len - start);
-            s.spawn(move |_| {
-                let (offset, rows, cols) = if along_cols {
-                    (
-                        start * unit * ccs,
-                        rows,
-                        (size * unit).min(cols - start * unit),
-                    )
-                } else {
-                    (
-                        start * unit * crs,
-                        (size * unit).min(rows - start * unit),
-                        cols,
-                    )
-                };
-                // SAFETY: blocks cover disjoint column (or row) ranges of C, so no two tasks
-                // write the same element; the extent of each block was checked against the
-                // whole of C by the caller and lies inside [offset, c_len).
-                let data = unsafe {
-                    std::slice::from_raw_parts_mut(c_ptr.get().add(offset), c_len - offset)
-                };
-                let c_blk = MatMut {
-                    data,
-                    rows,
-                    cols,
-                    row_stride: crs,
-                    col_stride: ccs,
-                };
-                f(start, size, c_blk);
-            });
+            let c_blk = c.block(start * unit, size * unit, along_cols);
+            // The blocks cover disjoint column (or row) ranges of C, so no two tasks touch the
+            // same element (the caller's contract for `f`).
+            s.spawn(move |_| f(start, size, c_blk));
         }
     });
 }
 
 /// `C ← α·A·B + β·C` on the calling thread only.
-pub fn gemm_serial(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
+pub fn gemm_serial(alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut) {
     check_shapes(&a, &b, &c);
-    gemm_unchecked(alpha, a, b, beta, c);
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint blocks of one output buffer to scoped rayon tasks.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
+    // SAFETY: `c` lies inside the buffer `c` borrowed mutably (checked above); the operands
+    // were checked.
+    unsafe { gemm_unchecked(alpha, a, b, beta, c.out_block()) }
 }
 
 fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut) {
@@ -413,13 +473,23 @@ fn check_product(a: &MatRef, (b_rows, b_cols): (usize, usize), c: &MatMut) {
     );
 }
 
+/// `C ← α·A·B + β·C` on the calling thread.
+///
+/// # Safety
+/// As [`gathered_unchecked`]: the operands checked, `c` valid and not accessed by anything
+/// else during the call.
 #[cfg(not(feature = "openblas"))]
-fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
-    blocked::gemm_blocked(alpha, a, blocked::Rhs::Dense(b), beta, c);
+unsafe fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: OutBlock) {
+    // SAFETY: the caller's contract.
+    unsafe { blocked::gemm_blocked(alpha, a, blocked::Rhs::Dense(b), beta, c) }
 }
 
+/// `C ← α·A·B + β·C` by the system's `cblas_sgemm`.
+///
+/// # Safety
+/// As above.
 #[cfg(feature = "openblas")]
-fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
+unsafe fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: OutBlock) {
     use cblas_sys::{cblas_sgemm, CBLAS_LAYOUT, CBLAS_TRANSPOSE};
     extern crate blas_src;
     let (m, k, n) = (a.rows, a.cols, b.cols);
@@ -456,17 +526,11 @@ fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
     let (b_buf, tb, ldb) = as_blas(b);
     if c.col_stride != 1 {
         // Compute the transposed product Cᵀ = Bᵀ·Aᵀ, whose output has unit column stride.
-        let c_t = MatMut {
-            rows: c.cols,
-            cols: c.rows,
-            row_stride: c.col_stride,
-            col_stride: c.row_stride,
-            data: c.data,
-        };
-        return gemm_unchecked(alpha, b.t(), a.t(), beta, c_t);
+        // SAFETY: the same elements, so the caller's contract holds.
+        return unsafe { gemm_unchecked(alpha, b.t(), a.t(), beta, c.t()) };
     }
-    // SAFETY: shapes and extents were checked by `check_shapes`; CBLAS reads A and B and writes
-    // only the m×n block of C addressed by ldc.
+    // SAFETY: shapes and extents were checked by the caller; CBLAS reads A and B and writes
+    // only the m×n block of C addressed by ldc, which the caller lent.
     unsafe {
         cblas_sgemm(
             CBLAS_LAYOUT::CblasRowMajor,
@@ -481,7 +545,7 @@ fn gemm_unchecked(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut) {
             b_buf.as_ptr(),
             ldb,
             beta,
-            c.data.as_mut_ptr(),
+            c.ptr,
             c.row_stride.max(n) as i32,
         );
     }

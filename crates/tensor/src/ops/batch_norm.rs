@@ -27,23 +27,22 @@
 
 use rayon::prelude::*;
 
-use super::pool::sum_map2;
+use crate::parallel::min_items;
 use crate::tensor::Tensor;
+use crate::vector::sum_map2;
 
-/// Below this many elements the passes run on one thread.
-const PAR_MIN: usize = 1 << 15;
-
-/// `f(c)` for every channel, in parallel when `par`.
+/// `f(c)` for every channel, each reading `channel_len` values, in parallel when that is
+/// worth it ([`crate::parallel`]).
 fn per_channel<T: Send>(
     channels: usize,
-    par: bool,
+    channel_len: usize,
     f: impl Fn(usize) -> T + Sync + Send,
 ) -> Vec<T> {
-    if par {
-        (0..channels).into_par_iter().map(f).collect()
-    } else {
-        (0..channels).map(f).collect()
-    }
+    (0..channels)
+        .into_par_iter()
+        .with_min_len(min_items(channel_len))
+        .map(f)
+        .collect()
 }
 
 /// `Σ_{n, hw} f(u[n, c, hw], v[n, c, hw])` for channel `c` of `[n, channels, hw]` arrays: each
@@ -71,7 +70,6 @@ fn affine_planes<const RELU: bool>(
     v: Option<&[f32]>,
     coef: &[(f32, f32, f32)],
     hw: usize,
-    par: bool,
 ) {
     let channels = coef.len();
     let body = |(p, o): (usize, &mut [f32])| {
@@ -94,16 +92,15 @@ fn affine_planes<const RELU: bool>(
     if hw == 0 {
         return;
     }
-    if par {
-        out.par_chunks_mut(hw).enumerate().for_each(body);
-    } else {
-        out.chunks_mut(hw).enumerate().for_each(body);
-    }
+    out.par_chunks_mut(hw)
+        .enumerate()
+        .with_min_len(min_items(hw))
+        .for_each(body);
 }
 
 /// `dy` where `a[c]·x + d[c] > 0` (the forward's pre-ReLU value, computed as
 /// [`affine_planes`] does), else 0.
-fn relu_mask(dy: &[f32], x: &[f32], coef: &[(f32, f32, f32)], hw: usize, par: bool) -> Vec<f32> {
+fn relu_mask(dy: &[f32], x: &[f32], coef: &[(f32, f32, f32)], hw: usize) -> Vec<f32> {
     let mut out = vec![0.0; dy.len()];
     let channels = coef.len();
     let body = |(p, o): (usize, &mut [f32])| {
@@ -116,12 +113,46 @@ fn relu_mask(dy: &[f32], x: &[f32], coef: &[(f32, f32, f32)], hw: usize, par: bo
     if hw == 0 {
         return out;
     }
-    if par {
-        out.par_chunks_mut(hw).enumerate().for_each(body);
-    } else {
-        out.chunks_mut(hw).enumerate().for_each(body);
-    }
+    out.par_chunks_mut(hw)
+        .enumerate()
+        .with_min_len(min_items(hw))
+        .for_each(body);
     out
+}
+
+/// The statistics a batch norm uses and keeps: the running estimates (updated in place while
+/// training), the mode, and the constants — `torch.nn.functional.batch_norm`'s arguments after
+/// the affine parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormStats<'a> {
+    /// Running mean, `[C]`.
+    pub running_mean: &'a Tensor,
+    /// Running (unbiased) variance, `[C]`.
+    pub running_var: &'a Tensor,
+    /// Normalise with the batch's statistics and update the running ones (else use them).
+    pub training: bool,
+    /// Weight of the batch in the running update (PyTorch's default 0.1).
+    pub momentum: f32,
+    /// Added to the variance before the square root (PyTorch's default 1e-5).
+    pub eps: f32,
+}
+
+impl<'a> BatchNormStats<'a> {
+    /// Training mode with PyTorch's defaults (momentum 0.1, ε = 1e-5).
+    pub fn new(running_mean: &'a Tensor, running_var: &'a Tensor) -> Self {
+        BatchNormStats {
+            running_mean,
+            running_var,
+            training: true,
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+
+    /// The same in training (`true`) or eval (`false`) mode.
+    pub fn training(self, training: bool) -> Self {
+        BatchNormStats { training, ..self }
+    }
 }
 
 impl Tensor {
@@ -134,18 +165,7 @@ impl Tensor {
     /// PyTorch's convention `new = (1 − momentum)·old + momentum·batch`. Eval: normalises with
     /// the running statistics. `weight` (γ), `bias` (β) and the running statistics are `[C]`.
     /// Differentiable in the input, `weight` and `bias`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn batch_norm2d(
-        &self,
-        weight: &Tensor,
-        bias: &Tensor,
-        running_mean: &Tensor,
-        running_var: &Tensor,
-        training: bool,
-        momentum: f32,
-        eps: f32,
-    ) -> Tensor {
-        let stats = (running_mean, running_var, training, momentum, eps);
+    pub fn batch_norm2d(&self, weight: &Tensor, bias: &Tensor, stats: BatchNormStats) -> Tensor {
         self.batch_norm2d_then::<false>(weight, bias, stats)
     }
 
@@ -154,18 +174,12 @@ impl Tensor {
     /// batch norm's own does): the ReLU's mask is recomputed from it, `γ·x̂ + β > 0`, with the
     /// forward's arithmetic. In a ResNet this drops one feature map per `BatchNorm, ReLU` pair
     /// from the memory a training step holds, and a pass over it each way.
-    #[allow(clippy::too_many_arguments)]
     pub fn batch_norm2d_relu(
         &self,
         weight: &Tensor,
         bias: &Tensor,
-        running_mean: &Tensor,
-        running_var: &Tensor,
-        training: bool,
-        momentum: f32,
-        eps: f32,
+        stats: BatchNormStats,
     ) -> Tensor {
-        let stats = (running_mean, running_var, training, momentum, eps);
         self.batch_norm2d_then::<true>(weight, bias, stats)
     }
 
@@ -174,8 +188,15 @@ impl Tensor {
         &self,
         weight: &Tensor,
         bias: &Tensor,
-        (running_mean, running_var, training, momentum, eps): (&Tensor, &Tensor, bool, f32, f32),
+        stats: BatchNormStats,
     ) -> Tensor {
+        let BatchNormStats {
+            running_mean,
+            running_var,
+            training,
+            momentum,
+            eps,
+        } = stats;
         let &[n, c, h, w] = self.shape() else {
             panic!(
                 "batch_norm2d: input {:?} must have 4 axes [N, C, H, W]",
@@ -202,13 +223,12 @@ impl Tensor {
             "batch_norm2d: training needs more than one value per channel, input is {:?}",
             self.shape()
         );
-        let par = self.numel() >= PAR_MIN;
         let gamma = weight.to_vec();
         let x_ref = self.data();
         let x: &[f32] = &x_ref;
         // Per-channel mean and 1/σ.
         let stats: Vec<(f32, f32)> = if training {
-            let moments = per_channel(c, par, |ci| {
+            let moments = per_channel(c, m, |ci| {
                 let mean = channel_sum(dims, ci, x, x, |v, _| v) / m as f64;
                 let mf = mean as f32;
                 let var = channel_sum(dims, ci, x, x, |v, _| (v - mf) * (v - mf)) / m as f64;
@@ -242,7 +262,7 @@ impl Tensor {
             .collect();
         drop(beta);
         let mut y = vec![0.0; x.len()];
-        affine_planes::<RELU>(&mut y, x, None, &coef, hw, par);
+        affine_planes::<RELU>(&mut y, x, None, &coef, hw);
         drop(x_ref);
         let x_t = self.clone();
         Tensor::from_op(y, self.shape(), &[self, weight, bias], move |dy, needs| {
@@ -251,13 +271,13 @@ impl Tensor {
             // Through the ReLU: keep dy where the forward's `a·x + d` was positive.
             let masked;
             let dy = if RELU {
-                masked = relu_mask(dy, x, &coef, hw, par);
+                masked = relu_mask(dy, x, &coef, hw);
                 &masked[..]
             } else {
                 dy
             };
             // Σ dy and Σ dy·x̂ per channel.
-            let sums = per_channel(c, par, |ci| {
+            let sums = per_channel(c, m, |ci| {
                 let (mu, inv) = stats[ci];
                 let sum_dy = channel_sum(dims, ci, dy, dy, |g, _| g);
                 let sum_dy_xhat = channel_sum(dims, ci, dy, x, |g, v| g * (v - mu)) * inv as f64;
@@ -281,7 +301,7 @@ impl Tensor {
                     .collect();
                 let mut dx = vec![0.0; x.len()];
                 let v = training.then_some(x);
-                affine_planes::<false>(&mut dx, dy, v, &coef, hw, par);
+                affine_planes::<false>(&mut dx, dy, v, &coef, hw);
                 dx
             });
             let dgamma = needs[1].then(|| sums.iter().map(|s| s.1 as f32).collect());

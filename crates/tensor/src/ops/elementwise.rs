@@ -8,41 +8,36 @@ use super::pool::vec_filled_by;
 use crate::shape::{broadcast_shapes, broadcast_to, sum_to_shape};
 use crate::tensor::Tensor;
 
-/// Below this many elements an elementwise pass runs on one thread.
-const PAR_MIN: usize = 1 << 16;
-/// Elements per parallel task.
+/// Elements per piece of a pass (a task takes several when they are short: [`crate::parallel`]).
 const CHUNK: usize = 1 << 14;
-
-/// Elements per task for an output of `len`: everything in one (serial) task when small.
-fn chunk_for(len: usize) -> usize {
-    if len < PAR_MIN {
-        len.max(1)
-    } else {
-        CHUNK
-    }
-}
 
 /// `out[i] = f(x[i])`, in parallel for large inputs. The output is written once, never
 /// zero-filled first.
 pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let chunk = chunk_for(x.len());
-    vec_filled_by(x.len(), chunk, |i, out| {
-        for (o, &v) in out.iter_mut().zip(&x[i * chunk..]) {
-            o.write(f(v));
-        }
-    })
+    // SAFETY: chunk `i` covers elements `i·CHUNK..`, which the inputs (as long as the output)
+    // all have, so the zip writes every element of the chunk.
+    unsafe {
+        vec_filled_by(x.len(), CHUNK, |i, out| {
+            for (o, &v) in out.iter_mut().zip(&x[i * CHUNK..]) {
+                o.write(f(v));
+            }
+        })
+    }
 }
 
 /// `out[i] = f(x[i], y[i])`, in parallel for large inputs, written once.
 pub(crate) fn zip_map(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     assert_eq!(x.len(), y.len(), "zip_map: operands differ in length");
-    let chunk = chunk_for(x.len());
-    vec_filled_by(x.len(), chunk, |i, out| {
-        let (x, y) = (&x[i * chunk..], &y[i * chunk..]);
-        for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
-            o.write(f(a, b));
-        }
-    })
+    // SAFETY: chunk `i` covers elements `i·CHUNK..`, which the inputs (as long as the output)
+    // all have, so the zip writes every element of the chunk.
+    unsafe {
+        vec_filled_by(x.len(), CHUNK, |i, out| {
+            let (x, y) = (&x[i * CHUNK..], &y[i * CHUNK..]);
+            for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
+                o.write(f(a, b));
+            }
+        })
+    }
 }
 
 /// `out[i] = f(x[i], y[i], z[i])`, in parallel for large inputs, written once.
@@ -51,13 +46,16 @@ fn zip_map3(x: &[f32], y: &[f32], z: &[f32], f: impl Fn(f32, f32, f32) -> f32 + 
         x.len() == y.len() && y.len() == z.len(),
         "zip_map3: operands differ in length"
     );
-    let chunk = chunk_for(x.len());
-    vec_filled_by(x.len(), chunk, |i, out| {
-        let (x, y, z) = (&x[i * chunk..], &y[i * chunk..], &z[i * chunk..]);
-        for (((o, &a), &b), &c) in out.iter_mut().zip(x).zip(y).zip(z) {
-            o.write(f(a, b, c));
-        }
-    })
+    // SAFETY: chunk `i` covers elements `i·CHUNK..`, which the inputs (as long as the output)
+    // all have, so the zip writes every element of the chunk.
+    unsafe {
+        vec_filled_by(x.len(), CHUNK, |i, out| {
+            let (x, y, z) = (&x[i * CHUNK..], &y[i * CHUNK..], &z[i * CHUNK..]);
+            for (((o, &a), &b), &c) in out.iter_mut().zip(x).zip(y).zip(z) {
+                o.write(f(a, b, c));
+            }
+        })
+    }
 }
 
 /// The kinds of broadcasting binary op.

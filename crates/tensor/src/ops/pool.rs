@@ -34,44 +34,9 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::parallel::min_items;
 use crate::tensor::Tensor;
-
-/// `Σ f(x[i])`, with 16 independent partial sums so the compiler can vectorise it (a plain
-/// `iter().sum()` of f32 must add in order, one element per add latency). Shared by the
-/// pooling, normalisation and convolution passes.
-pub(crate) fn sum_map(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let chunks = x.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `Σ f(x[i], y[i])` over two equally long slices, vectorised like [`sum_map`].
-pub(crate) fn sum_map2(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
-    debug_assert_eq!(x.len(), y.len());
-    let mut acc = [0.0f32; 16];
-    let (cx, cy) = (x.chunks_exact(16), y.chunks_exact(16));
-    let tail: f32 = cx
-        .remainder()
-        .iter()
-        .zip(cy.remainder())
-        .map(|(&a, &b)| f(a, b))
-        .sum();
-    for (a16, b16) in cx.zip(cy) {
-        for ((acc, &a), &b) in acc.iter_mut().zip(a16).zip(b16) {
-            *acc += f(a, b);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Below this many input elements a pooling pass runs on one thread.
-const PAR_MIN: usize = 1 << 15;
+use crate::vector::sum_map;
 
 /// Validates a windowed pool's operands; returns `(planes, h, w, ho, wo)`.
 fn window_geometry(
@@ -100,7 +65,8 @@ fn window_geometry(
     )
 }
 
-/// Runs `f(out_plane, in_plane)` for every plane, in parallel when the input is large.
+/// Runs `f(out_plane, in_plane)` for every plane, in parallel when the input is large
+/// ([`crate::parallel`]).
 fn for_planes<A: Send, B: Sync>(
     out: &mut [A],
     out_plane: usize,
@@ -111,15 +77,10 @@ fn for_planes<A: Send, B: Sync>(
     if out_plane == 0 || in_plane == 0 {
         return;
     }
-    if inp.len() < PAR_MIN {
-        out.chunks_mut(out_plane)
-            .zip(inp.chunks(in_plane))
-            .for_each(|(o, i)| f(o, i));
-    } else {
-        out.par_chunks_mut(out_plane)
-            .zip(inp.par_chunks(in_plane))
-            .for_each(|(o, i)| f(o, i));
-    }
+    out.par_chunks_mut(out_plane)
+        .zip(inp.par_chunks(in_plane))
+        .with_min_len(min_items(in_plane))
+        .for_each(|(o, i)| f(o, i));
 }
 
 /// The code of a 2×2 window whose gradient goes nowhere (its ReLU'd maximum is 0).
@@ -215,33 +176,28 @@ pub(crate) fn unpool2x2_plane(dy: &[f32], code: &[u8], w: usize, dx: &mut [Maybe
     }
 }
 
-/// Planes per rayon task so that each task reads at least `PAR_MIN` values (one task, on the
-/// calling thread, for a small input).
-fn planes_per_task(planes: usize, plane_len: usize) -> usize {
-    (PAR_MIN / plane_len.max(1)).clamp(1, planes.max(1))
-}
-
 /// A `len`-element vector whose every element `fill` writes, built without zero-filling it
 /// first: `fill(i, chunk)` receives the uninitialised `chunk_len`-element chunk `i` (the last
-/// one may be shorter), in parallel when there is more than one, and must write all of it.
-/// (Shared with the elementwise ops.)
-pub(crate) fn vec_filled_by(
+/// one may be shorter), in parallel when there are enough ([`crate::parallel`]). (Shared with
+/// the elementwise ops.)
+///
+/// # Safety
+/// `fill` must write every element of every chunk it is given: the vector's elements are
+/// taken as initialised afterwards.
+pub(crate) unsafe fn vec_filled_by(
     len: usize,
     chunk_len: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
 ) -> Vec<f32> {
     let mut v: Vec<f32> = Vec::with_capacity(len);
-    let spare = &mut v.spare_capacity_mut()[..len];
-    if len <= chunk_len {
-        fill(0, spare);
-    } else {
-        spare
-            .par_chunks_mut(chunk_len.max(1))
-            .enumerate()
-            .for_each(|(i, c)| fill(i, c));
-    }
+    let chunk_len = chunk_len.max(1);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk_len)
+        .enumerate()
+        .with_min_len(min_items(chunk_len))
+        .for_each(|(i, c)| fill(i, c));
     // SAFETY: the capacity is at least `len`, and `fill` wrote every one of the first `len`
-    // elements (each chunk in full, as its contract says; every caller in the crate does).
+    // elements (each chunk in full: the caller's contract).
     unsafe { v.set_len(len) };
     v
 }
@@ -252,31 +208,14 @@ fn pool2x2<const RELU: bool>(
     (planes, h, w, ho, wo): (usize, usize, usize, usize, usize),
 ) -> Tensor {
     let (ip, op) = (h * w, ho * wo);
-    let per_task = planes_per_task(planes, ip);
     let mut y: Vec<f32> = Vec::with_capacity(planes * op);
     let mut codes: Vec<u8> = Vec::with_capacity(planes * op);
-    {
-        let xd = x.data();
-        let forward = |out: &mut [MaybeUninit<f32>], code: &mut [MaybeUninit<u8>], inp: &[f32]| {
-            for ((out, code), plane) in out
-                .chunks_exact_mut(op)
-                .zip(code.chunks_exact_mut(op))
-                .zip(inp.chunks_exact(ip))
-            {
-                pool2x2_plane::<RELU>(plane, w, out, code);
-            }
-        };
-        let out = &mut y.spare_capacity_mut()[..planes * op];
-        let code = &mut codes.spare_capacity_mut()[..planes * op];
-        if per_task >= planes {
-            forward(out, code, &xd);
-        } else {
-            out.par_chunks_mut(per_task * op)
-                .zip(code.par_chunks_mut(per_task * op))
-                .zip(xd.par_chunks(per_task * ip))
-                .for_each(|((out, code), inp)| forward(out, code, inp));
-        }
-    }
+    y.spare_capacity_mut()[..planes * op]
+        .par_chunks_mut(op)
+        .zip(codes.spare_capacity_mut()[..planes * op].par_chunks_mut(op))
+        .zip(x.data().par_chunks(ip))
+        .with_min_len(min_items(ip))
+        .for_each(|((out, code), plane)| pool2x2_plane::<RELU>(plane, w, out, code));
     // SAFETY: both capacities are `planes·op`, and the loops above wrote every output and code
     // of every plane (`pool2x2_row` writes all `wo` of a row, for each of the `ho` rows).
     unsafe {
@@ -286,16 +225,14 @@ fn pool2x2<const RELU: bool>(
     let mut shape = x.shape().to_vec();
     shape[2..].copy_from_slice(&[ho, wo]);
     Tensor::from_op(y, &shape, &[x], move |dy, _| {
-        let dx = vec_filled_by(planes * ip, per_task * ip, |task, dx| {
-            let first = task * per_task;
-            for (p, dx) in dx.chunks_mut(ip).enumerate() {
-                let (g, code) = (
-                    &dy[(first + p) * op..][..op],
-                    &codes[(first + p) * op..][..op],
-                );
+        // SAFETY: chunk `p` is plane `p` (`ip` values), and `unpool2x2_plane` writes every
+        // value of the plane it is given.
+        let dx = unsafe {
+            vec_filled_by(planes * ip, ip, |p, dx| {
+                let (g, code) = (&dy[p * op..][..op], &codes[p * op..][..op]);
                 unpool2x2_plane(g, code, w, dx);
-            }
-        });
+            })
+        };
         vec![Some(dx)]
     })
 }
@@ -338,17 +275,11 @@ impl Tensor {
         {
             let x = self.data();
             let (op, ip) = (ho * wo, h * w);
-            if x.len() < PAR_MIN {
-                y.chunks_mut(op)
-                    .zip(arg.chunks_mut(op))
-                    .zip(x.chunks(ip))
-                    .for_each(forward);
-            } else {
-                y.par_chunks_mut(op)
-                    .zip(arg.par_chunks_mut(op))
-                    .zip(x.par_chunks(ip))
-                    .for_each(forward);
-            }
+            y.par_chunks_mut(op)
+                .zip(arg.par_chunks_mut(op))
+                .zip(x.par_chunks(ip))
+                .with_min_len(min_items(ip))
+                .for_each(forward);
         }
         let mut shape = self.shape().to_vec();
         shape[2..].copy_from_slice(&[ho, wo]);
@@ -360,17 +291,11 @@ impl Tensor {
                 }
             };
             let (op, ip) = (ho * wo, h * w);
-            if dx.len() < PAR_MIN {
-                dx.chunks_mut(ip)
-                    .zip(dy.chunks(op))
-                    .zip(arg.chunks(op))
-                    .for_each(scatter);
-            } else {
-                dx.par_chunks_mut(ip)
-                    .zip(dy.par_chunks(op))
-                    .zip(arg.par_chunks(op))
-                    .for_each(scatter);
-            }
+            dx.par_chunks_mut(ip)
+                .zip(dy.par_chunks(op))
+                .zip(arg.par_chunks(op))
+                .with_min_len(min_items(ip))
+                .for_each(scatter);
             vec![Some(dx)]
         })
     }

@@ -796,7 +796,7 @@ fn direct_weight_grad_rows(g: &Geometry, xp: &[f32], dy: &[f32], dw: &mut [f32])
                 let row = &xp[(oy + ky) * wp..][..wp];
                 for kx in 0..g.kw {
                     dwc[ky * g.kw + kx] +=
-                        crate::ops::pool::sum_map2(grow, &row[kx..kx + wo], |a, b| a * b);
+                        crate::vector::sum_map2(grow, &row[kx..kx + wo], |a, b| a * b);
                 }
             }
         }

@@ -81,9 +81,10 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::pool::{sum_map, unpool2x2_plane};
+use super::pool::unpool2x2_plane;
 use crate::gemm::{gemm, gemm_gathered, gemm_gathered_t, MatMut, MatRef};
 use crate::tensor::Tensor;
+use crate::vector::sum_map;
 use cpu_kernel::{
     adjoint_weight, col2im_band, copy_row, direct_forward, direct_weight_grad, im2col_band,
     pad_images, pad_plane, ColumnOffsets, Geometry,
