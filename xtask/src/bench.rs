@@ -103,8 +103,13 @@ fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
         "resnet18" => (SimClr::resnet18(64, &mut rng), 128, [3, side, side]),
         "resnet18-w32" => (SimClr::resnet18(32, &mut rng), 128, [3, side, side]),
         "resnet18-w16" => (SimClr::resnet18(16, &mut rng), 128, [3, side, side]),
+        "resnet10-w24" => {
+            let encoder = simclr_nn::ResNet::resnet10(24, &mut rng);
+            (SimClr::resnet(encoder, &mut rng), 128, [3, side, side])
+        }
         other => bail!(
-            "unknown bench model `{other}` (expected mnist, resnet18, resnet18-w32 or resnet18-w16)"
+            "unknown bench model `{other}` \
+             (expected mnist, resnet18, resnet18-w32, resnet18-w16 or resnet10-w24)"
         ),
     };
     let mut opt = Adam::new(simclr.parameters(), AdamConfig::adam(1e-3));

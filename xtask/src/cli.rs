@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use simclr_nn::ResNet;
 
 /// The simclr experiment runner.
 #[derive(Parser, Debug)]
@@ -183,10 +184,32 @@ pub struct MnistArgs {
 /// The ResNet depth of the CIFAR-10 encoder.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
+    /// ResNet-10 (one block a stage: half ResNet-18's compute at the same width).
+    Resnet10,
     /// ResNet-18 (512-d features at width 64).
     Resnet18,
     /// ResNet-34.
     Resnet34,
+}
+
+impl Arch {
+    /// The encoder of this depth, with a CIFAR stem and base width `width`.
+    pub fn resnet(self, width: usize, rng: &mut impl rand::Rng) -> ResNet {
+        match self {
+            Arch::Resnet10 => ResNet::resnet10(width, rng),
+            Arch::Resnet18 => ResNet::resnet18(width, rng),
+            Arch::Resnet34 => ResNet::resnet34(width, rng),
+        }
+    }
+
+    /// Compute and activation memory per image relative to ResNet-18 at the same width.
+    pub fn relative_cost(self) -> f64 {
+        match self {
+            Arch::Resnet10 => 0.55,
+            Arch::Resnet18 => 1.0,
+            Arch::Resnet34 => 1.9,
+        }
+    }
 }
 
 /// `cargo xtask cifar10`.
@@ -194,9 +217,9 @@ pub enum Arch {
 pub struct CifarArgs {
     #[command(flatten)]
     pub common: ExperimentArgs,
-    /// Encoder architecture.
-    #[arg(long, value_enum, default_value_t = Arch::Resnet18)]
-    pub arch: Arch,
+    /// Encoder architecture [default: from the preset, else resnet18].
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
     /// Base width of the ResNet (64 = torchvision's; 16 or 32 make CIFAR practical on 2 cores)
     /// [default: from the preset].
     #[arg(long)]
@@ -246,7 +269,7 @@ pub struct BenchArgs {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Which models: mnist, resnet18 (comma-separated).
+    /// Which models: mnist, resnet18, resnet18-w32, resnet18-w16, resnet10-w24 (comma-separated).
     #[arg(long, default_value = "mnist,resnet18")]
     pub models: String,
     /// Print one JSON line per model instead of a table.

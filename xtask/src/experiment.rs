@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::ValueEnum;
 use rand::{rngs::StdRng, SeedableRng};
 use serde_json::json;
 use simclr_baselines::{run_baselines, BaselineConfig, Features, Method};
@@ -19,7 +20,7 @@ use simclr_data::{
 use simclr_nn::checkpoint::{self, LoadOptions};
 use simclr_nn::Module;
 
-use crate::cli::BaselinesArgs;
+use crate::cli::{Arch, BaselinesArgs};
 use crate::history::History;
 use crate::plots::{self, Series};
 use crate::progress::Phase;
@@ -528,13 +529,16 @@ fn encoder_of_run(run_dir: &Path, kind: DatasetKind) -> Result<SimClr> {
     let mut rng = StdRng::seed_from_u64(0);
     let model = match config["resnet"]["arch"].as_str() {
         None => SimClr::mnist(&mut rng),
-        Some(arch) => {
+        Some(name) => {
+            let arch = Arch::from_str(name, true).map_err(|_| {
+                anyhow!(
+                    "{} names an encoder this runner does not know: {name}",
+                    config_path.display()
+                )
+            })?;
             let width = config["resnet"]["width"].as_u64().unwrap_or(64) as usize;
-            if arch == "resnet34" {
-                SimClr::resnet34(width, &mut rng)
-            } else {
-                SimClr::resnet18(width, &mut rng)
-            }
+            let encoder = arch.resnet(width, &mut rng);
+            SimClr::resnet(encoder, &mut rng)
         }
     };
     let path = simclr_contrastive::checkpoint::checkpoint_path(run_dir);

@@ -34,7 +34,8 @@ struct Defaults {
     view_size: Option<usize>,
     /// Last epochs that see full-size views when `view_size` is set.
     full_size_epochs: usize,
-    /// CIFAR-10 only: the ResNet's base width.
+    /// CIFAR-10 only: the ResNet's depth and base width.
+    arch: Arch,
     width: usize,
     /// Whether the k-means / GMM baselines run (`--no-baselines` turns them off).
     baselines: bool,
@@ -59,6 +60,7 @@ impl Defaults {
             crop_scale: None,
             view_size: None,
             full_size_epochs: 0,
+            arch: Arch::Resnet18,
             width: 64,
             baselines: true,
         };
@@ -79,7 +81,9 @@ impl Defaults {
             // docs/recipes.md tells how each choice was made.
             (Preset::CpuHour, DatasetKind::Cifar10) => Defaults {
                 recipe: Recipe::Simclr,
-                width: 16,
+                arch: Arch::Resnet10,
+                width: 24,
+                batch_size: 64,
                 temperature: 0.2,
                 schedule: ScheduleKind::WarmupCosine,
                 epochs: 30,
@@ -127,6 +131,9 @@ impl Defaults {
             self.view_size = v.as_u64().map(|v| v as usize);
         }
         self.full_size_epochs = usize_of("full_size_epochs").unwrap_or(self.full_size_epochs);
+        if let Some(a) = config["resnet"]["arch"].as_str() {
+            self.arch = Arch::from_str(a, true).unwrap_or(self.arch);
+        }
         if let Some(w) = config["resnet"]["width"].as_u64() {
             self.width = w as usize;
         }
@@ -179,7 +186,7 @@ impl Experiment {
     fn new(
         kind: DatasetKind,
         args: ExperimentArgs,
-        resnet: Option<(Arch, Option<usize>, Option<std::path::PathBuf>)>,
+        resnet: Option<(Option<Arch>, Option<usize>, Option<std::path::PathBuf>)>,
     ) -> Result<Experiment> {
         // A resumed run's own settings are the defaults; a flag that contradicts one of them
         // is refused later (`check_same_run`), before anything is written.
@@ -263,6 +270,7 @@ impl Experiment {
         let resnet = match resnet {
             None => None,
             Some((arch, width, pretrained)) => {
+                let arch = arch.unwrap_or(d.arch);
                 let width = width.unwrap_or(d.width);
                 if width == 0 {
                     bail!("--width must be at least 1");
@@ -312,8 +320,10 @@ impl Experiment {
         let mut rng = StdRng::seed_from_u64(self.seed);
         let model = match &self.resnet {
             None => SimClr::mnist(&mut rng),
-            Some((Arch::Resnet18, w, _)) => SimClr::resnet18(*w, &mut rng),
-            Some((Arch::Resnet34, w, _)) => SimClr::resnet34(*w, &mut rng),
+            Some((arch, w, _)) => {
+                let encoder = arch.resnet(*w, &mut rng);
+                SimClr::resnet(encoder, &mut rng)
+            }
         };
         if let Some((_, _, Some(path))) = &self.resnet {
             let loaded = checkpoint::load(
@@ -436,10 +446,7 @@ fn decimal(x: f32) -> f64 {
 /// (11.2 M parameters; 2.2 GiB peak): weights, gradients and Adam's two moments take 16 bytes
 /// a parameter (∝ width²), the activations ≈ 1.6 GiB ∝ width × batch; ResNet-34 about twice.
 fn check_fits_in_memory(arch: Arch, width: usize, batch: usize) -> Result<()> {
-    let depth = match arch {
-        Arch::Resnet18 => 1.0,
-        Arch::Resnet34 => 1.9,
-    };
+    let depth = arch.relative_cost();
     let scale = width as f64 / 64.0;
     let params = 11.2e6 * depth * scale * scale;
     let bytes = 16.0 * params + 1.6 * GIB * depth * scale * (batch as f64 / 128.0);
@@ -554,17 +561,31 @@ mod tests {
         assert_eq!((e.temperature, e.lr), (0.5, 1e-3));
         assert_eq!(e.optimizer, OptimizerKind::Adam);
         assert_eq!(e.schedule, ScheduleKind::Constant);
-        assert_eq!(e.resnet.as_ref().map(|r| r.1), Some(64));
+        assert_eq!(
+            e.resnet.as_ref().map(|r| (r.0, r.1)),
+            Some((Arch::Resnet18, 64))
+        );
         let m = parse("mnist --preset report").unwrap();
         assert_eq!((m.recipe, m.batch_size), (Recipe::Report, 256));
     }
 
     #[test]
     fn flags_override_the_preset() {
+        let e = parse("cifar10 --preset cpu-hour").unwrap();
+        let resnet = e.resnet.as_ref().map(|r| (r.0, r.1));
+        assert_eq!((resnet, e.batch_size), (Some((Arch::Resnet10, 24)), 64));
         let e = parse("cifar10 --preset cpu-hour --epochs 3 --width 8 --temperature 0.7").unwrap();
         assert_eq!(e.preset, Preset::CpuHour);
         assert_eq!((e.epochs, e.temperature), (3, 0.7));
-        assert_eq!(e.resnet.as_ref().map(|r| r.1), Some(8));
+        assert_eq!(
+            e.resnet.as_ref().map(|r| (r.0, r.1)),
+            Some((Arch::Resnet10, 8))
+        );
+        let e = parse("cifar10 --preset cpu-hour --arch resnet18").unwrap();
+        assert_eq!(
+            e.resnet.as_ref().map(|r| (r.0, r.1)),
+            Some((Arch::Resnet18, 24))
+        );
         let d = Defaults::of(Preset::CpuHour, DatasetKind::Cifar10).unwrap();
         assert_eq!(
             (e.batch_size, e.lr, e.recipe),

@@ -43,21 +43,19 @@ impl SimClr {
         SimClr::new(Box::new(encoder), dim, head)
     }
 
-    /// The report's CIFAR-10 model: ResNet-18 with a CIFAR stem (→512, or `8·base_width`)
-    /// and a 512→256→128 head. `base_width` is 64 for the standard network.
-    pub fn resnet18(base_width: usize, rng: &mut impl rand::Rng) -> SimClr {
-        let encoder = ResNet::resnet18(base_width, rng);
+    /// A ResNet encoder (CIFAR stem, `8·base_width` features) with a `8·base_width`→256→128
+    /// head; `ResNet::resnet18(64, ..)` makes the report's CIFAR-10 model.
+    pub fn resnet(encoder: ResNet, rng: &mut impl rand::Rng) -> SimClr {
         let dim = encoder.out_features();
         let head = ProjectionHead::new(dim, 256, 128, rng);
         SimClr::new(Box::new(encoder), dim, head)
     }
 
-    /// ResNet-34 with a CIFAR stem and a `8·base_width`→256→128 head.
-    pub fn resnet34(base_width: usize, rng: &mut impl rand::Rng) -> SimClr {
-        let encoder = ResNet::resnet34(base_width, rng);
-        let dim = encoder.out_features();
-        let head = ProjectionHead::new(dim, 256, 128, rng);
-        SimClr::new(Box::new(encoder), dim, head)
+    /// The report's CIFAR-10 model, ResNet-18 ([`SimClr::resnet`]); `base_width` is 64 for
+    /// the standard network.
+    pub fn resnet18(base_width: usize, rng: &mut impl rand::Rng) -> SimClr {
+        let encoder = ResNet::resnet18(base_width, rng);
+        SimClr::resnet(encoder, rng)
     }
 
     /// Dimension of the encoder's features `h`.

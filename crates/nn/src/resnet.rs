@@ -1,4 +1,4 @@
-//! ResNet-18 / ResNet-34 with the CIFAR stem, as SimCLR uses them on 32×32 images.
+//! ResNet-10 / 18 / 34 with the CIFAR stem, as SimCLR uses them on 32×32 images.
 //!
 //! A ResNet is a stem, four stages of residual blocks and a global average pool. Each
 //! [`BasicBlock`] computes `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, two 3×3
@@ -143,6 +143,12 @@ impl ResNet {
             layers,
             out_features: 8 * base_width,
         }
+    }
+
+    /// ResNet-10 (blocks `[1, 1, 1, 1]`): half ResNet-18's depth and compute at the same width,
+    /// so a CPU budget can buy width instead (see `docs/recipes.md`).
+    pub fn resnet10(base_width: usize, rng: &mut impl rand::Rng) -> ResNet {
+        ResNet::new([1, 1, 1, 1], base_width, rng)
     }
 
     /// ResNet-18 (blocks `[2, 2, 2, 2]`); `base_width = 64` is the standard network
