@@ -5,6 +5,10 @@
 //! tensors, so only the model's compute is timed (the loader runs on its own thread and is
 //! measured by the data crate's bench). Each model runs in a child process of its own, so its
 //! peak resident memory (`VmHWM`) is its own.
+//!
+//! GFLOP/s count the multiply-adds (×2) of the direct convolutions and linear layers: three
+//! times the forward's (forward, input gradient, weight gradient) for both views, whichever
+//! algorithm actually runs, so the rates of different models and of different kernels compare.
 
 use std::time::Instant;
 
@@ -12,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use simclr_contrastive::{nt_xent, SimClr};
-use simclr_nn::{Adam, AdamConfig, Module, Optimizer};
+use simclr_nn::{Adam, AdamConfig, Module, Optimizer, ResNet};
 use simclr_tensor::Tensor;
 
 use crate::cli::BenchArgs;
@@ -20,7 +24,7 @@ use crate::cli::BenchArgs;
 /// One model's measurement.
 #[derive(Serialize, Deserialize, Debug)]
 pub struct StepBench {
-    /// `mnist` or `resnet18`.
+    /// The model's name on the command line (`mnist`, `resnet18-w16`, …).
     pub model: String,
     /// Source images per step (each passes the encoder twice, as two views).
     pub batch: usize,
@@ -28,6 +32,10 @@ pub struct StepBench {
     pub step_seconds: f64,
     /// Source images per second at the median step time.
     pub images_per_s: f64,
+    /// Direct-convolution and linear-layer GFLOP in one step (see the module docs).
+    pub gflop_per_step: f64,
+    /// `gflop_per_step` over the median step time.
+    pub gflop_per_s: f64,
     /// Peak resident memory of the process, MiB.
     pub peak_rss_mb: f64,
     /// Threads used.
@@ -81,13 +89,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     } else {
         println!(
-            "{:<10} {:>6} {:>12} {:>12} {:>12} {:>8}",
-            "model", "batch", "step (s)", "images/s", "peak MiB", "threads"
+            "{:<13} {:>6} {:>10} {:>10} {:>8} {:>9} {:>8}",
+            "model", "batch", "step (s)", "images/s", "GFLOP/s", "peak MiB", "threads"
         );
         for r in &results {
             println!(
-                "{:<10} {:>6} {:>12.4} {:>12.1} {:>12.0} {:>8}",
-                r.model, r.batch, r.step_seconds, r.images_per_s, r.peak_rss_mb, r.threads
+                "{:<13} {:>6} {:>10.4} {:>10.1} {:>8.1} {:>9.0} {:>8}",
+                r.model,
+                r.batch,
+                r.step_seconds,
+                r.images_per_s,
+                r.gflop_per_s,
+                r.peak_rss_mb,
+                r.threads
             );
         }
     }
@@ -98,20 +112,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
     let mut rng = StdRng::seed_from_u64(0);
     let side = args.image_size;
-    let (simclr, batch, image) = match model {
-        "mnist" => (SimClr::mnist(&mut rng), 256, [1, 28, 28]),
-        "resnet18" => (SimClr::resnet18(64, &mut rng), 128, [3, side, side]),
-        "resnet18-w32" => (SimClr::resnet18(32, &mut rng), 128, [3, side, side]),
-        "resnet18-w16" => (SimClr::resnet18(16, &mut rng), 128, [3, side, side]),
-        "resnet10-w24" => {
-            let encoder = simclr_nn::ResNet::resnet10(24, &mut rng);
-            (SimClr::resnet(encoder, &mut rng), 128, [3, side, side])
-        }
+    let resnet = |blocks: [usize; 4], width: usize, rng: &mut StdRng| {
+        let encoder = ResNet::new(blocks, width, rng);
+        let flops = resnet_forward_flops(blocks, width, side);
+        (SimClr::resnet(encoder, rng), 128, [3, side, side], flops)
+    };
+    let (simclr, batch, image, forward_flops) = match model {
+        "mnist" => (
+            SimClr::mnist(&mut rng),
+            256,
+            [1, 28, 28],
+            mnist_forward_flops(),
+        ),
+        "resnet18" => resnet([2; 4], 64, &mut rng),
+        "resnet18-w32" => resnet([2; 4], 32, &mut rng),
+        "resnet18-w16" => resnet([2; 4], 16, &mut rng),
+        "resnet10-w24" => resnet([1; 4], 24, &mut rng),
         other => bail!(
             "unknown bench model `{other}` \
              (expected mnist, resnet18, resnet18-w32, resnet18-w16 or resnet10-w24)"
         ),
     };
+    let gflop_per_step = 3.0 * 2.0 * batch as f64 * forward_flops / 1e9;
     let mut opt = Adam::new(simclr.parameters(), AdamConfig::adam(1e-3));
     let views = Tensor::randn(&[2 * batch, image[0], image[1], image[2]], &mut rng);
     let mut step = || {
@@ -137,9 +159,46 @@ fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
         batch,
         step_seconds: median,
         images_per_s: batch as f64 / median,
+        gflop_per_step,
+        gflop_per_s: gflop_per_step / median,
         peak_rss_mb: peak_rss_mb(),
         threads: rayon::current_num_threads(),
     })
+}
+
+/// FLOPs (2 per multiply-add) of a `cin → cout` convolution with a `k × k` kernel and
+/// `out × out` outputs, or of a linear layer (`k = out = 1`), for one image.
+fn layer_flops(cin: usize, cout: usize, k: usize, out: usize) -> f64 {
+    2.0 * (cin * cout * k * k * out * out) as f64
+}
+
+/// The forward FLOPs of one image through the report's MNIST encoder and its head.
+fn mnist_forward_flops() -> f64 {
+    layer_flops(1, 32, 3, 28)
+        + layer_flops(32, 64, 3, 14)
+        + layer_flops(64 * 7 * 7, 128, 1, 1)
+        + layer_flops(128, 256, 1, 1)
+        + layer_flops(256, 128, 1, 1)
+}
+
+/// The forward FLOPs of one `side × side` image through a CIFAR-stem ResNet (`blocks` basic
+/// blocks a stage, base width `width`) and its `8·width → 256 → 128` head.
+fn resnet_forward_flops(blocks: [usize; 4], width: usize, side: usize) -> f64 {
+    let mut flops = layer_flops(3, width, 3, side);
+    let (mut channels, mut size) = (width, side);
+    for (stage, &n) in blocks.iter().enumerate() {
+        let planes = width << stage;
+        for b in 0..n {
+            let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+            let out = (size - 1) / stride + 1; // 3×3 with padding 1, and 1×1, alike
+            flops += layer_flops(channels, planes, 3, out) + layer_flops(planes, planes, 3, out);
+            if stride != 1 || channels != planes {
+                flops += layer_flops(channels, planes, 1, out);
+            }
+            (channels, size) = (planes, out);
+        }
+    }
+    flops + layer_flops(channels, 256, 1, 1) + layer_flops(256, 128, 1, 1)
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`), 0 where unknown.
@@ -154,4 +213,24 @@ pub fn peak_rss_mb() -> f64 {
             })
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flop_counts_match_the_published_figures() {
+        // ResNet-18 with the CIFAR stem at 32 px: 0.56 G multiply-adds an image, so a step of
+        // 128 images (two views, forward and both gradients) is ≈ 855 GFLOP.
+        let step = 3.0 * 2.0 * 128.0 * resnet_forward_flops([2; 4], 64, 32) / 1e9;
+        assert!((850.0..860.0).contains(&step), "{step}");
+        // ResNet-10 at width 24 costs about what ResNet-18 at width 16 does (1.03×).
+        let w16 = resnet_forward_flops([2; 4], 16, 24);
+        let r10 = resnet_forward_flops([1; 4], 24, 24);
+        assert!((1.0..1.06).contains(&(r10 / w16)), "{}", r10 / w16);
+        // The MNIST encoder: 0.23 + 3.61 + 0.40 M multiply-adds, and 0.07 M in the head.
+        let mnist = mnist_forward_flops() / 2.0;
+        assert_eq!(mnist, 4_305_408.0);
+    }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use simclr_data::{DatasetKind, Recipe};
 use simclr_nn::ResNet;
 
 /// The simclr experiment runner.
@@ -104,10 +105,10 @@ pub struct ExperimentArgs {
     /// Learning-rate schedule [default: from the preset; warmup-cosine for SGD and LARS].
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleKind>,
-    /// Augmentation recipe: `simclr` (both views augmented) or `report` (view 1 = the image)
-    /// [default: from the preset].
+    /// Augmentation recipe: `simclr` (both views augmented), `report` (view 1 = the image) or
+    /// `none` [default: from the preset].
     #[arg(long)]
-    pub recipe: Option<String>,
+    pub recipe: Option<Recipe>,
     /// Smallest area fraction of the random resized crop, e.g. 0.2 [default: the recipe's].
     #[arg(long)]
     pub crop_scale: Option<f32>,
@@ -233,9 +234,9 @@ pub struct CifarArgs {
 /// `cargo xtask baselines`.
 #[derive(Args, Debug)]
 pub struct BaselinesArgs {
-    /// Dataset to cluster.
+    /// Dataset to cluster: mnist or cifar10.
     #[arg(long, default_value = "mnist")]
-    pub dataset: String,
+    pub dataset: DatasetKind,
     /// Cluster the features of this run's encoder checkpoint instead of raw pixels.
     #[arg(long)]
     pub encoder: Option<PathBuf>,
@@ -288,10 +289,10 @@ pub struct BenchArgs {
 pub struct ShowAugmentArgs {
     /// Dataset: mnist or cifar10.
     #[arg(long, default_value = "mnist")]
-    pub dataset: String,
-    /// Augmentation recipe.
+    pub dataset: DatasetKind,
+    /// Augmentation recipe: simclr, report or none.
     #[arg(long, default_value = "simclr")]
-    pub recipe: String,
+    pub recipe: Recipe,
     /// Number of image pairs.
     #[arg(long, default_value_t = 16)]
     pub pairs: usize,

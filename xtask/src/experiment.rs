@@ -4,14 +4,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
-use clap::ValueEnum;
+use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, SeedableRng};
 use serde_json::json;
-use simclr_baselines::{run_baselines, BaselineConfig, Features, Method};
+use simclr_baselines::{run_baselines, BaselineConfig, ClusteringReport, Features, Method};
 use simclr_contrastive::{
     extract_features, knn_accuracy, knn_eval, linear_eval_on_features, pretrain, read_run_state,
-    resume, KnnConfig, LinearEvalConfig, PretrainConfig, SimClr, TrainEvent,
+    resume, EvalReport, KnnConfig, LinearEvalConfig, PretrainConfig, RunState, SimClr, TrainEvent,
 };
 use simclr_data::{
     load_cifar10, load_mnist, resolve_data_dir, verify, DatasetKind, Downloader, ImageSet, Loader,
@@ -20,13 +19,13 @@ use simclr_data::{
 use simclr_nn::checkpoint::{self, LoadOptions};
 use simclr_nn::Module;
 
-use crate::cli::{Arch, BaselinesArgs};
+use crate::cli::BaselinesArgs;
 use crate::history::History;
 use crate::plots::{self, Series};
 use crate::progress::Phase;
 use crate::report::{self, Reference, Results};
 use crate::run_dir::{Claim, RunDir};
-use crate::settings::Experiment;
+use crate::settings::{Experiment, ResNetSpec};
 
 /// Loads a dataset from `dir`, downloading missing files from the public mirrors, and checks
 /// the files' content against the published checksums: a difference is an error unless
@@ -65,7 +64,8 @@ fn capped(set: ImageSet, limit: Option<usize>) -> Result<ImageSet> {
     }
 }
 
-/// Runs the whole experiment.
+/// Runs the whole experiment: loads and splits the data, claims the run directory (every check
+/// that can refuse the command comes first), then the four phases below, in order.
 pub fn run(exp: &Experiment) -> Result<()> {
     let started = Instant::now();
     let a = &exp.args;
@@ -80,7 +80,6 @@ pub fn run(exp: &Experiment) -> Result<()> {
         capped(labeled, a.limit)?,
         capped(test, a.limit)?,
     );
-    let class_names = train.class_names.clone();
     let sizes = [pretrain_set.len(), labeled.len(), test.len()];
 
     // Every check that can refuse the command comes before anything is written.
@@ -111,8 +110,58 @@ pub fn run(exp: &Experiment) -> Result<()> {
         run.path.display()
     );
 
-    // 1. SimCLR pretraining.
     let model = exp.build_model()?;
+    let (state, history) = pretrain_phase(exp, &model, &mut run, &train, &pretrain_set, &labeled)?;
+    let probe = probe_phase(exp, &model, &mut run, &labeled, &test)?;
+    let (baselines, baselines_seconds) = baselines_phase(exp, &pretrain_set, &test)?;
+    let accuracy_of = |m: Method| baselines.iter().find(|r| r.method == m).map(|r| r.accuracy);
+    let eval = &probe.eval;
+    let last = eval.epochs.last();
+    let results = Results {
+        dataset: exp.name().into(),
+        recipe: exp.recipe.name().into(),
+        seed: exp.seed,
+        encoder: exp.encoder_name(),
+        test_accuracy: eval.test_accuracy as f64,
+        train_accuracy: last.map_or(0.0, |e| e.train_accuracy as f64),
+        knn_accuracy: probe.knn_accuracy,
+        knn_monitor: history
+            .knn_curve
+            .iter()
+            .map(|&(e, a)| (e as usize, a))
+            .collect(),
+        per_class_accuracy: eval
+            .per_class_accuracy
+            .iter()
+            .map(|a| a.unwrap_or(0.0) as f64)
+            .collect(),
+        confusion: eval.confusion.clone(),
+        final_pretrain_loss: state.last_epoch_loss as f64,
+        pretrain_images_per_s: history.images_per_s(),
+        pretrain_seconds: history.seconds(),
+        classifier_seconds: probe.seconds,
+        baselines_seconds,
+        total_seconds: started.elapsed().as_secs_f64(),
+        kmeans_accuracy: accuracy_of(Method::KMeans),
+        gmm_accuracy: accuracy_of(Method::Gmm),
+        baselines,
+        sizes,
+    };
+    write_report(exp, &run, &results, history, eval, &train.class_names)
+}
+
+/// Phase 1, SimCLR pretraining of `model` on `pretrain_set` (small views first, if any, then
+/// full-size ones), logged to the run directory with the kNN monitor; returns the final
+/// progress and the history of the whole run (earlier processes of a resumed run included).
+fn pretrain_phase(
+    exp: &Experiment,
+    model: &SimClr,
+    run: &mut RunDir,
+    train: &ImageSet,
+    pretrain_set: &ImageSet,
+    labeled: &ImageSet,
+) -> Result<(RunState, History)> {
+    let a = &exp.args;
     let mut optimizer = exp.optimizer(model.parameters());
     let loader_of = |small: bool| {
         Loader::new(
@@ -130,7 +179,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
         run_dir: Some(run.path.clone()),
         max_steps_per_epoch: None,
     };
-    let monitor = knn_monitor_sets(&train, &exp.split, &labeled, a.knn_monitor)?;
+    let monitor = knn_monitor_sets(train, &exp.split, labeled, a.knn_monitor)?;
     let norm = exp.kind.normalize();
     let mut phase = Phase::start("pretrain", (exp.epochs * loader.len()) as u64);
     // A resumed run's plots and times cover its earlier processes too.
@@ -204,7 +253,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
     let mut resuming = a.resume.is_some();
     let mut part = |loader: &Loader, cfg: &PretrainConfig, resuming: bool| {
         let run = if resuming { resume } else { pretrain };
-        run(&model, optimizer.as_mut(), loader, cfg, &mut on_event).context("pretraining stopped")
+        run(model, optimizer.as_mut(), loader, cfg, &mut on_event).context("pretraining stopped")
     };
     let mut last_part = None;
     if small_epochs > 0 {
@@ -227,12 +276,31 @@ pub fn run(exp: &Experiment) -> Result<()> {
         history.epochs.len(),
         state.last_epoch_loss
     ));
+    Ok((state, history))
+}
 
-    // 2. Linear head on the frozen encoder.
+/// What phase 2 measured.
+struct Probe {
+    eval: EvalReport,
+    knn_accuracy: Option<f64>,
+    seconds: f64,
+}
+
+/// Phase 2: a linear head on the frozen encoder's features of `labeled`, scored on `test`
+/// (and the kNN classifier on the same features with `--knn`).
+fn probe_phase(
+    exp: &Experiment,
+    model: &SimClr,
+    run: &mut RunDir,
+    labeled: &ImageSet,
+    test: &ImageSet,
+) -> Result<Probe> {
+    let a = &exp.args;
+    let norm = exp.kind.normalize();
     let classifier_started = Instant::now();
     model.encoder.set_training(false);
-    let labeled_x = extract_features(&*model.encoder, &labeled, &norm, 512);
-    let test_x = extract_features(&*model.encoder, &test, &norm, 512);
+    let labeled_x = extract_features(&*model.encoder, labeled, &norm, 512);
+    let test_x = extract_features(&*model.encoder, test, &norm, 512);
     let eval_cfg = LinearEvalConfig {
         epochs: exp.classifier_epochs,
         batch_size: a.classifier_batch_size,
@@ -241,7 +309,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
         feature_batch_size: 512,
         standardize: !a.raw_features,
     };
-    let classes = class_names.len().max(10);
+    let classes = labeled.class_names.len().max(10);
     let mut phase = Phase::start("classifier", exp.classifier_epochs as u64);
     let mut classifier_log = Vec::new();
     let eval = linear_eval_on_features(
@@ -285,69 +353,51 @@ pub fn run(exp: &Experiment) -> Result<()> {
         r.accuracy as f64
     });
 
-    // 3. Clustering baselines on raw pixels of the same split.
-    let baselines_started = Instant::now();
-    let baselines = if !exp.baselines {
-        Vec::new()
-    } else {
-        println!(
-            "baselines: k-means and GMM on raw pixels ({} fit, {} test)",
-            pretrain_set.len(),
-            test.len()
-        );
-        let reports = cluster_pixels(
-            &pretrain_set,
-            &test,
-            &BaselineConfig {
-                seed: exp.seed,
-                ..BaselineConfig::default()
-            },
-        )?;
-        for r in &reports {
-            println!("  {}", r.summary());
-        }
-        reports
-    };
-    let baselines_seconds = if !exp.baselines {
-        0.0
-    } else {
-        baselines_started.elapsed().as_secs_f64()
-    };
-    let accuracy_of = |m: Method| baselines.iter().find(|r| r.method == m).map(|r| r.accuracy);
-
-    // 4. What the run leaves behind.
-    let last = eval.epochs.last();
-    let results = Results {
-        dataset: exp.name().into(),
-        recipe: exp.recipe.name().into(),
-        seed: exp.seed,
-        encoder: exp.encoder_name(),
-        test_accuracy: eval.test_accuracy as f64,
-        train_accuracy: last.map_or(0.0, |e| e.train_accuracy as f64),
+    Ok(Probe {
+        eval,
         knn_accuracy,
-        knn_monitor: history
-            .knn_curve
-            .iter()
-            .map(|&(e, a)| (e as usize, a))
-            .collect(),
-        per_class_accuracy: eval
-            .per_class_accuracy
-            .iter()
-            .map(|a| a.unwrap_or(0.0) as f64)
-            .collect(),
-        confusion: eval.confusion.clone(),
-        final_pretrain_loss: state.last_epoch_loss as f64,
-        pretrain_images_per_s: history.images_per_s(),
-        pretrain_seconds: history.seconds(),
-        classifier_seconds,
-        baselines_seconds,
-        total_seconds: started.elapsed().as_secs_f64(),
-        kmeans_accuracy: accuracy_of(Method::KMeans),
-        gmm_accuracy: accuracy_of(Method::Gmm),
-        baselines,
-        sizes,
+        seconds: classifier_seconds,
+    })
+}
+
+/// Phase 3 (unless `--no-baselines`): k-means and GMM on the raw pixels of the same split,
+/// fitted on `pretrain_set` and scored on `test`; returns the reports and the seconds taken.
+fn baselines_phase(
+    exp: &Experiment,
+    pretrain_set: &ImageSet,
+    test: &ImageSet,
+) -> Result<(Vec<ClusteringReport>, f64)> {
+    if !exp.baselines {
+        return Ok((Vec::new(), 0.0));
+    }
+    let started = Instant::now();
+    println!(
+        "baselines: k-means and GMM on raw pixels ({} fit, {} test)",
+        pretrain_set.len(),
+        test.len()
+    );
+    let config = BaselineConfig {
+        seed: exp.seed,
+        ..BaselineConfig::default()
     };
-    run.write_json("results.json", &results)?;
+    let reports = cluster_pixels(pretrain_set, test, &config)?;
+    for r in &reports {
+        println!("  {}", r.summary());
+    }
+    Ok((reports, started.elapsed().as_secs_f64()))
+}
+
+/// Phase 4: what the run leaves behind — `results.json`, the plots and `report.md` — and the
+/// summary table on the terminal.
+fn write_report(
+    exp: &Experiment,
+    run: &RunDir,
+    results: &Results,
+    history: History,
+    eval: &EvalReport,
+    class_names: &[String],
+) -> Result<()> {
+    run.write_json("results.json", results)?;
 
     plots::line_chart(
         &run.file("pretrain_loss.png"),
@@ -407,18 +457,18 @@ pub fn run(exp: &Experiment) -> Result<()> {
         &run.file("confusion.png"),
         "Test confusion matrix",
         &eval.confusion,
-        &class_names,
+        class_names,
     )?;
     let reference = match exp.kind {
         DatasetKind::Mnist => Reference::mnist(),
         DatasetKind::Cifar10 => Reference::cifar10(),
     };
     let settings = serde_json::to_string_pretty(&exp.settings())?;
-    let md = report::markdown(&results, &reference, &settings, &class_names);
+    let md = report::markdown(results, &reference, &settings, class_names);
     run.write_text("report.md", &md)?;
 
     println!();
-    print!("{}", report::summary_table(&results, &reference));
+    print!("{}", report::summary_table(results, &reference));
     println!("report: {}", run.file("report.md").display());
     Ok(())
 }
@@ -458,7 +508,7 @@ fn cluster_pixels(
 
 /// `cargo xtask baselines`: clustering alone, on pixels or on a run's encoder features.
 pub fn baselines_only(args: &BaselinesArgs) -> Result<()> {
-    let kind = crate::dataset_kind(&args.dataset)?;
+    let kind = args.dataset;
     let data_dir = resolve_data_dir(args.data_dir.as_deref());
     let (train, test) = load_dataset(kind, &data_dir, args.allow_modified_data)?;
     let fit_range = match &args.fit_range {
@@ -527,19 +577,11 @@ fn encoder_of_run(run_dir: &Path, kind: DatasetKind) -> Result<SimClr> {
         ),
     }
     let mut rng = StdRng::seed_from_u64(0);
-    let model = match config["resnet"]["arch"].as_str() {
+    let spec = ResNetSpec::of_config(&config)
+        .with_context(|| format!("cannot rebuild the encoder of {}", config_path.display()))?;
+    let model = match spec {
         None => SimClr::mnist(&mut rng),
-        Some(name) => {
-            let arch = Arch::from_str(name, true).map_err(|_| {
-                anyhow!(
-                    "{} names an encoder this runner does not know: {name}",
-                    config_path.display()
-                )
-            })?;
-            let width = config["resnet"]["width"].as_u64().unwrap_or(64) as usize;
-            let encoder = arch.resnet(width, &mut rng);
-            SimClr::resnet(encoder, &mut rng)
-        }
+        Some(r) => r.model(&mut rng),
     };
     let path = simclr_contrastive::checkpoint::checkpoint_path(run_dir);
     let options = LoadOptions {

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use simclr_data::{augment_grid_png, resolve_data_dir, DatasetKind, Recipe};
+use simclr_data::{augment_grid_png, resolve_data_dir};
 
 use crate::cli::{Cli, Command};
 
@@ -84,11 +84,7 @@ fn run(cli: Cli) -> Result<()> {
             bench::run(&args)
         }
         Command::ShowAugment(args) => {
-            let kind = dataset_kind(&args.dataset)?;
-            let recipe: Recipe = args
-                .recipe
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--recipe: {e}"))?;
+            let (kind, recipe) = (args.dataset, args.recipe);
             let dir = resolve_data_dir(args.data_dir.as_deref());
             // A picture of the augmentations: any images will do.
             let (train, _) = experiment::load_dataset(kind, &dir, true)?;
@@ -106,14 +102,6 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Parses a dataset name.
-fn dataset_kind(name: &str) -> Result<DatasetKind> {
-    match name {
-        "mnist" => Ok(DatasetKind::Mnist),
-        "cifar10" | "cifar-10" => Ok(DatasetKind::Cifar10),
-        other => anyhow::bail!("unknown dataset `{other}` (expected mnist or cifar10)"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! settings (`config.json`), the checks that refuse a contradiction before anything is
 //! written, and the parts built from the result (model, optimizer, schedule, augmenter).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, SeedableRng};
@@ -131,11 +131,8 @@ impl Defaults {
             self.view_size = v.as_u64().map(|v| v as usize);
         }
         self.full_size_epochs = usize_of("full_size_epochs").unwrap_or(self.full_size_epochs);
-        if let Some(a) = config["resnet"]["arch"].as_str() {
-            self.arch = Arch::from_str(a, true).unwrap_or(self.arch);
-        }
-        if let Some(w) = config["resnet"]["width"].as_u64() {
-            self.width = w as usize;
+        if let Ok(Some(resnet)) = ResNetSpec::of_config(config) {
+            (self.arch, self.width) = (resnet.arch, resnet.width);
         }
         self.baselines = config["baselines"].as_bool().unwrap_or(self.baselines);
         self
@@ -164,8 +161,52 @@ pub struct Experiment {
     pub(crate) full_size_epochs: usize,
     pub(crate) baselines: bool,
     pub(crate) split: Split,
-    /// CIFAR-10 only: depth, base width, initial weights.
-    pub(crate) resnet: Option<(Arch, usize, Option<std::path::PathBuf>)>,
+    /// CIFAR-10 only: the encoder.
+    pub(crate) resnet: Option<ResNetSpec>,
+}
+
+/// A CIFAR-10 run's encoder: depth, base width and the weights it starts from.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ResNetSpec {
+    pub arch: Arch,
+    pub width: usize,
+    /// torchvision weights to start from (`--pretrained`).
+    pub pretrained: Option<PathBuf>,
+}
+
+impl ResNetSpec {
+    /// The model, its weights drawn from `rng` (`pretrained` is loaded by the caller).
+    pub fn model(&self, rng: &mut StdRng) -> SimClr {
+        let encoder = self.arch.resnet(self.width, rng);
+        SimClr::resnet(encoder, rng)
+    }
+
+    /// How `config.json` records it.
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "arch": format!("{:?}", self.arch).to_lowercase(),
+            "width": self.width,
+            "pretrained": self.pretrained.as_ref().map(|p| p.display().to_string()),
+        })
+    }
+
+    /// The encoder a run's `config.json` records (`None` for the MNIST encoder); an
+    /// architecture this runner does not know is an error.
+    pub fn of_config(config: &serde_json::Value) -> Result<Option<ResNetSpec>> {
+        use clap::ValueEnum;
+        let resnet = &config["resnet"];
+        let Some(name) = resnet["arch"].as_str() else {
+            return Ok(None);
+        };
+        let arch = Arch::from_str(name, true).map_err(|_| {
+            anyhow::anyhow!("the run's encoder `{name}` is not one this runner knows")
+        })?;
+        Ok(Some(ResNetSpec {
+            arch,
+            width: resnet["width"].as_u64().unwrap_or(64) as usize,
+            pretrained: resnet["pretrained"].as_str().map(PathBuf::from),
+        }))
+    }
 }
 
 impl Experiment {
@@ -186,7 +227,7 @@ impl Experiment {
     fn new(
         kind: DatasetKind,
         args: ExperimentArgs,
-        resnet: Option<(Option<Arch>, Option<usize>, Option<std::path::PathBuf>)>,
+        resnet: Option<(Option<Arch>, Option<usize>, Option<PathBuf>)>,
     ) -> Result<Experiment> {
         // A resumed run's own settings are the defaults; a flag that contradicts one of them
         // is refused later (`check_same_run`), before anything is written.
@@ -211,10 +252,7 @@ impl Experiment {
                 args.pretrain_range = config["pretrain_range"].as_str().map(String::from);
             }
         }
-        let recipe: Recipe = match &args.recipe {
-            Some(r) => r.parse().map_err(|e| anyhow::anyhow!("--recipe: {e}"))?,
-            None => d.recipe,
-        };
+        let recipe = args.recipe.unwrap_or(d.recipe);
         let report = Split::report(kind);
         let mut split = report.clone();
         if kind == DatasetKind::Mnist && args.labeled_chunks != 1 {
@@ -277,7 +315,11 @@ impl Experiment {
                 }
                 let batch = args.batch_size.unwrap_or(d.batch_size);
                 check_fits_in_memory(arch, width, batch)?;
-                Some((arch, width, pretrained))
+                Some(ResNetSpec {
+                    arch,
+                    width,
+                    pretrained,
+                })
             }
         };
         Ok(Experiment {
@@ -310,9 +352,7 @@ impl Experiment {
     pub(crate) fn encoder_name(&self) -> String {
         match &self.resnet {
             None => "MNIST CNN (Conv 1→32, Conv 32→64, Linear 3136→128)".into(),
-            Some((arch, width, _)) => {
-                format!("{arch:?} (CIFAR stem, base width {width})").to_lowercase()
-            }
+            Some(r) => format!("{:?} (CIFAR stem, base width {})", r.arch, r.width).to_lowercase(),
         }
     }
 
@@ -320,12 +360,9 @@ impl Experiment {
         let mut rng = StdRng::seed_from_u64(self.seed);
         let model = match &self.resnet {
             None => SimClr::mnist(&mut rng),
-            Some((arch, w, _)) => {
-                let encoder = arch.resnet(*w, &mut rng);
-                SimClr::resnet(encoder, &mut rng)
-            }
+            Some(r) => r.model(&mut rng),
         };
-        if let Some((_, _, Some(path))) = &self.resnet {
+        if let Some(path) = self.resnet.as_ref().and_then(|r| r.pretrained.as_ref()) {
             let loaded = checkpoint::load(
                 path,
                 &*model.encoder,
@@ -426,10 +463,7 @@ impl Experiment {
             "knn": a.knn,
             "knn_monitor": a.knn_monitor,
             "standardized_features": !a.raw_features,
-            "resnet": self.resnet.as_ref().map(|(arch, w, p)| json!({
-                "arch": format!("{arch:?}").to_lowercase(), "width": w,
-                "pretrained": p.as_ref().map(|p| p.display().to_string()),
-            })),
+            "resnet": self.resnet.as_ref().map(ResNetSpec::to_json),
             "git_commit": git_commit(),
         })
     }
@@ -562,7 +596,7 @@ mod tests {
         assert_eq!(e.optimizer, OptimizerKind::Adam);
         assert_eq!(e.schedule, ScheduleKind::Constant);
         assert_eq!(
-            e.resnet.as_ref().map(|r| (r.0, r.1)),
+            e.resnet.as_ref().map(|r| (r.arch, r.width)),
             Some((Arch::Resnet18, 64))
         );
         let m = parse("mnist --preset report").unwrap();
@@ -572,18 +606,18 @@ mod tests {
     #[test]
     fn flags_override_the_preset() {
         let e = parse("cifar10 --preset cpu-hour").unwrap();
-        let resnet = e.resnet.as_ref().map(|r| (r.0, r.1));
+        let resnet = e.resnet.as_ref().map(|r| (r.arch, r.width));
         assert_eq!((resnet, e.batch_size), (Some((Arch::Resnet10, 24)), 64));
         let e = parse("cifar10 --preset cpu-hour --epochs 3 --width 8 --temperature 0.7").unwrap();
         assert_eq!(e.preset, Preset::CpuHour);
         assert_eq!((e.epochs, e.temperature), (3, 0.7));
         assert_eq!(
-            e.resnet.as_ref().map(|r| (r.0, r.1)),
+            e.resnet.as_ref().map(|r| (r.arch, r.width)),
             Some((Arch::Resnet10, 8))
         );
         let e = parse("cifar10 --preset cpu-hour --arch resnet18").unwrap();
         assert_eq!(
-            e.resnet.as_ref().map(|r| (r.0, r.1)),
+            e.resnet.as_ref().map(|r| (r.arch, r.width)),
             Some((Arch::Resnet18, 24))
         );
         let d = Defaults::of(Preset::CpuHour, DatasetKind::Cifar10).unwrap();

@@ -4,7 +4,8 @@
 //! kernels), `simclr-nn` (layers, encoders, optimizers, checkpoints) and `simclr-data`
 //! (datasets and the two-view loader). Read it in this order:
 //!
-//! 1. [`nt_xent`](mod@nt_xent): the contrastive loss, one fused op with an analytic backward.
+//! 1. [`nt_xent`](mod@nt_xent): the contrastive loss — [`nt_xent::reference`] as the formula
+//!    reads, then one fused op with an analytic backward.
 //! 2. [`model`]: [`SimClr`] = encoder + projection head.
 //! 3. [`pretrain`](mod@pretrain): the training loop, its [`TrainEvent`]s, and [`checkpoint`]s that make a
 //!    run resumable bit for bit.

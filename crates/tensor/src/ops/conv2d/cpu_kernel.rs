@@ -41,13 +41,13 @@ const BAND_BYTES: usize = 512 * 1024;
 const MIN_BAND_COLS: usize = 256;
 
 impl Geometry {
-    /// Rows of the column matrix: `cin·kh·kw`.
-    pub fn k(&self) -> usize {
+    /// Rows of the column matrix, `K = cin·kh·kw` (one per input channel and kernel tap).
+    pub fn col_rows(&self) -> usize {
         self.cin * self.kh * self.kw
     }
 
-    /// Output pixels per image: `ho·wo`.
-    pub fn p(&self) -> usize {
+    /// Output pixels per image, `P = ho·wo` (the column matrix's columns).
+    pub fn out_pixels(&self) -> usize {
         self.ho * self.wo
     }
 
@@ -58,7 +58,7 @@ impl Geometry {
 
     /// Elements of one output image.
     pub fn out_image(&self) -> usize {
-        self.cout * self.p()
+        self.cout * self.out_pixels()
     }
 
     /// A 1×1 kernel, stride 1, no padding: the input image already is the column matrix.
@@ -69,7 +69,7 @@ impl Geometry {
     /// Output rows per band: as many as fit in [`BAND_BYTES`] of columns, but at least
     /// [`MIN_BAND_COLS`] output pixels.
     pub fn band_rows(&self) -> usize {
-        let row_bytes = self.k() * self.wo * std::mem::size_of::<f32>();
+        let row_bytes = self.col_rows() * self.wo * std::mem::size_of::<f32>();
         (BAND_BYTES / row_bytes.max(1))
             .max(MIN_BAND_COLS.div_ceil(self.wo.max(1)))
             .clamp(1, self.ho.max(1))
@@ -88,17 +88,17 @@ impl Geometry {
     /// pixels per GEMM. Grows to fill [`BAND_BYTES`] of columns; 1 for larger images, which
     /// are cut into bands of rows instead.
     pub fn group_images(&self) -> usize {
-        let p = self.p().max(1);
+        let p = self.out_pixels().max(1);
         if p >= MIN_BAND_COLS || self.n <= 1 {
             return 1;
         }
-        let by_bytes = BAND_BYTES / (self.k() * p * std::mem::size_of::<f32>()).max(1);
+        let by_bytes = BAND_BYTES / (self.col_rows() * p * std::mem::size_of::<f32>()).max(1);
         MIN_BAND_COLS.div_ceil(p).max(by_bytes).clamp(1, self.n)
     }
 
     /// The column buffer length a band needs.
     pub fn band_len(&self) -> usize {
-        self.k() * self.band_rows() * self.wo
+        self.col_rows() * self.band_rows() * self.wo
     }
 
     /// For tap offset `k` along an axis of `len` input pixels, the range of output positions
@@ -165,23 +165,23 @@ fn add_row(dst: &mut [f32], src: &[f32]) {
 }
 
 /// Fills the columns of output rows `oy0..oy1` of one image `x` (`[cin, h, w]`) into `cols`:
-/// row `r` of the band is `cols[r·ld..r·ld + (oy1 − oy0)·wo]`. `ld` is the band width for a
-/// band of its own, or the width of a whole group when several images share one matrix
-/// (`cols` then starts at this image's first column).
+/// row `r` of the band is `cols[r·cols_stride..][..(oy1 − oy0)·wo]`. `cols_stride` is the band
+/// width for a band of its own, or the width of a whole group when several images share one
+/// matrix (`cols` then starts at this image's first column).
 pub(crate) fn im2col_band(
     g: &Geometry,
     x: &[f32],
     oy0: usize,
     oy1: usize,
     cols: &mut [f32],
-    ld: usize,
+    cols_stride: usize,
 ) {
     let band = (oy1 - oy0) * g.wo;
-    debug_assert!(ld >= band && cols.len() >= (g.k() - 1) * ld + band);
+    debug_assert!(cols_stride >= band && cols.len() >= (g.col_rows() - 1) * cols_stride + band);
     if g.stride == 1 {
-        return im2col_band_stride1(g, x, oy0, oy1, cols, ld);
+        return im2col_band_stride1(g, x, oy0, oy1, cols, cols_stride);
     }
-    im2col_band_strided(g, x, oy0, oy1, cols, ld)
+    im2col_band_strided(g, x, oy0, oy1, cols, cols_stride)
 }
 
 thread_local! {
@@ -200,14 +200,14 @@ fn im2col_band_stride1(
     oy0: usize,
     oy1: usize,
     cols: &mut [f32],
-    ld: usize,
+    cols_stride: usize,
 ) {
     let (wo, wp) = (g.wo, g.padded_w());
     let band = (oy1 - oy0) * wo;
     PADDED_PLANE.with(|xp| {
         let mut xp = xp.borrow_mut();
         xp.resize(g.direct_scratch_len(), 0.0);
-        let mut rows = cols.chunks_mut(ld);
+        let mut rows = cols.chunks_mut(cols_stride);
         for plane in x.chunks_exact(g.h * g.w).take(g.cin) {
             pad_plane(g, plane, &mut xp);
             for ky in 0..g.kh {
@@ -234,12 +234,12 @@ fn im2col_band_strided(
     oy0: usize,
     oy1: usize,
     cols: &mut [f32],
-    ld: usize,
+    cols_stride: usize,
 ) {
     let band = PhaseBand::new(g, oy0, oy1);
     let p = g.pad;
     band.with_buffers(|phases, row| {
-        let mut rows = cols.chunks_mut(ld);
+        let mut rows = cols.chunks_mut(cols_stride);
         for plane in x.chunks_exact(g.h * g.w).take(g.cin) {
             for (r, dst) in (band.r0..band.r1).zip(phases.chunks_exact_mut(band.row_len())) {
                 row.fill(0.0);
@@ -328,7 +328,7 @@ fn split_phases(row: &[f32], s: usize, out: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`im2col_band`] (same layout of `cols`, row `r` at `cols[r·ld..]`): adds
+/// The adjoint of [`im2col_band`] (the same layout, row `r` at `cols[r·cols_stride..]`): adds
 /// every entry onto the pixel of `dx` (`[cin, h, w]`) it was read from; padding entries are
 /// dropped.
 pub(crate) fn col2im_band(
@@ -337,13 +337,13 @@ pub(crate) fn col2im_band(
     oy0: usize,
     oy1: usize,
     dx: &mut [f32],
-    ld: usize,
+    cols_stride: usize,
 ) {
     let (wo, s, p) = (g.wo, g.stride, g.pad);
     let band = (oy1 - oy0) * wo;
-    debug_assert!(ld >= band && cols.len() >= (g.k() - 1) * ld + band);
+    debug_assert!(cols_stride >= band && cols.len() >= (g.col_rows() - 1) * cols_stride + band);
     if s > 1 {
-        return col2im_band_strided(g, cols, oy0, oy1, dx, ld);
+        return col2im_band_strided(g, cols, oy0, oy1, dx, cols_stride);
     }
     let mut r = 0;
     for ci in 0..g.cin {
@@ -351,7 +351,7 @@ pub(crate) fn col2im_band(
         for ky in 0..g.kh {
             let (oy_lo, oy_hi) = g.valid(ky, g.h, g.ho);
             for kx in 0..g.kw {
-                let row = &cols[r * ld..r * ld + band];
+                let row = &cols[r * cols_stride..r * cols_stride + band];
                 r += 1;
                 let (ox_lo, ox_hi) = g.valid(kx, g.w, wo);
                 let (lo, hi) = (oy0.max(oy_lo), oy1.min(oy_hi));
@@ -375,12 +375,12 @@ fn col2im_band_strided(
     oy0: usize,
     oy1: usize,
     dx: &mut [f32],
-    ld: usize,
+    cols_stride: usize,
 ) {
     let band = PhaseBand::new(g, oy0, oy1);
     let p = g.pad;
     band.with_buffers(|phases, row| {
-        let mut rows = cols.chunks(ld);
+        let mut rows = cols.chunks(cols_stride);
         for plane in dx.chunks_exact_mut(g.h * g.w).take(g.cin) {
             phases.fill(0.0);
             for ky in 0..g.kh {
@@ -513,23 +513,23 @@ impl Geometry {
         !(fills_strips(self.ho, self.wo) && fills_strips(self.h, self.w))
     }
 
-    /// Wide columns cost `wide_p / p` times the work; worth it up to 5/4 (24- and 12-pixel
+    /// Wide columns cost `wide_out_pixels / p` times the work; worth it up to 5/4 (24- and 12-pixel
     /// images: 1.08 and 1.22), not beyond (6 pixels: 1.33, 3 pixels: 1.78).
     fn wide_columns_pay(&self) -> bool {
-        !self.gathers_wide() || 4 * self.wide_p() <= 5 * self.p()
+        !self.gathers_wide() || 4 * self.wide_out_pixels() <= 5 * self.out_pixels()
     }
 
     /// Columns of one image in a wide column matrix: `ho` rows of `padded_w`, in whole strips.
-    fn wide_p(&self) -> usize {
+    fn wide_out_pixels(&self) -> usize {
         (self.ho * self.padded_w()).next_multiple_of(STRIP)
     }
 
-    /// Columns of one image in the gathered column matrix: `ho·wo`, or [`Self::wide_p`].
-    pub fn gathered_p(&self) -> usize {
+    /// Columns of one image in the gathered column matrix: `ho·wo`, or [`Self::wide_out_pixels`].
+    pub fn gathered_out_pixels(&self) -> usize {
         if self.gathers_wide() {
-            self.wide_p()
+            self.wide_out_pixels()
         } else {
-            self.p()
+            self.out_pixels()
         }
     }
 
@@ -576,7 +576,7 @@ impl Geometry {
         }
     }
 
-    /// The offsets that read the column matrix (`K × images·gathered_p`) of a group of
+    /// The offsets that read the column matrix (`K × images·gathered_out_pixels`) of a group of
     /// `images` zero-padded images ([`pad_images`]) in place: row `(ci, ky, kx)` at
     /// `ci·plane + ky·wp + kx`; a strip of 16 output pixels of image `i` from `(oy, ox)` at
     /// `i·padded_image_len + oy·wp + ox`, in runs along the row (or across `16 / wo` rows), or,
@@ -593,7 +593,7 @@ impl Geometry {
             .flat_map(|(ci, ky)| (0..self.kw).map(move |kx| ci * plane + ky * wp + kx))
             .collect();
         let (seg, strips_of_image): (usize, Vec<usize>) = if self.gathers_wide() {
-            (STRIP, (0..self.wide_p()).step_by(STRIP).collect())
+            (STRIP, (0..self.wide_out_pixels()).step_by(STRIP).collect())
         } else {
             let seg = self.wo.min(STRIP);
             let strips = (0..self.ho)
@@ -681,7 +681,7 @@ fn direct_forward_taps<const T: usize>(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    let (wo, p, wp) = (g.wo, g.p(), g.padded_w());
+    let (wo, p, wp) = (g.wo, g.out_pixels(), g.padded_w());
     let offsets = g.tap_offsets::<T>();
     for (co, (wc, yc)) in w.chunks_exact(T).zip(y.chunks_exact_mut(p)).enumerate() {
         let wc: &[f32; T] = wc.try_into().unwrap();
@@ -719,7 +719,7 @@ fn direct_forward_rows(g: &Geometry, xp: &[f32], w: &[f32], bias: Option<&[f32]>
     let (kk, wo, wp) = (g.kh * g.kw, g.wo, g.padded_w());
     for (co, (wc, yc)) in w
         .chunks_exact(kk)
-        .zip(y.chunks_exact_mut(g.p()))
+        .zip(y.chunks_exact_mut(g.out_pixels()))
         .enumerate()
     {
         yc.fill(bias.map_or(0.0, |b| b[co]));
@@ -762,7 +762,7 @@ fn direct_weight_grad_taps<const T: usize>(g: &Geometry, xp: &[f32], dy: &[f32],
         let mut acc = [[0.0f32; LANES]; T];
         for oy in 0..g.ho {
             for (ox0, mask) in (0..wo).step_by(LANES).zip(&masks) {
-                let at = co * g.p() + oy * wo + ox0;
+                let at = co * g.out_pixels() + oy * wo + ox0;
                 // A whole-register load (reading past the row when the block is short), with
                 // the lanes outside the row zeroed by a select, not a per-lane copy.
                 let gv: [f32; LANES] = match dy.get(at..at + LANES) {
@@ -790,7 +790,7 @@ fn direct_weight_grad_taps<const T: usize>(g: &Geometry, xp: &[f32], dy: &[f32],
 /// The plain weight gradient for other kernel sizes: one dot product per tap and row.
 fn direct_weight_grad_rows(g: &Geometry, xp: &[f32], dy: &[f32], dw: &mut [f32]) {
     let (kk, wo, wp) = (g.kh * g.kw, g.wo, g.padded_w());
-    for (dwc, dyc) in dw.chunks_exact_mut(kk).zip(dy.chunks_exact(g.p())) {
+    for (dwc, dyc) in dw.chunks_exact_mut(kk).zip(dy.chunks_exact(g.out_pixels())) {
         for (oy, grow) in dyc.chunks_exact(wo).enumerate() {
             for ky in 0..g.kh {
                 let row = &xp[(oy + ky) * wp..][..wp];

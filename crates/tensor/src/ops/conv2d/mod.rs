@@ -1,6 +1,9 @@
 //! 2-D convolution (cross-correlation, as in PyTorch) with stride, zero padding and bias,
 //! computed as im2col + GEMM (or a GEMM that reads the im2col matrix in place).
 //!
+//! [`reference`] is the same convolution as plain loops over the definition below, forward and
+//! backward: read it first; every path here is tested against it.
+//!
 //! ## Forward
 //!
 //! For one image `x: [Cin, H, W]` and weight `W: [Cout, Cin, kh, kw]`, viewed as a
@@ -31,13 +34,14 @@
 //!
 //! ## How it is scheduled
 //!
-//! - Small images are grouped ([`Geometry::group_images`]): `nb` images whose outputs are
-//!   each under 256 pixels share one column matrix `K × nb·P`, so one GEMM packs the weight
-//!   once for the whole group (ResNet's 4×4 stage would otherwise re-pack a 512 × 4608 weight
-//!   for every 16 columns), and the weight gradient is one GEMM over `nb·P` pixels rather
-//!   than `nb` thin ones that each stream the whole `Cout × K` gradient through memory. The
-//!   group's output is computed into scratch and scattered to NCHW (bias added on the way);
-//!   its output gradient is gathered the same way for the backward.
+//! - Small images are grouped ([`Geometry::group_images`]): `per_group` images whose outputs
+//!   are each under 256 pixels share one column matrix `K × per_group·P`, so one GEMM packs the
+//!   weight once for the whole group (ResNet's 4×4 stage would otherwise re-pack a
+//!   512 × 4608 weight for every 16 columns), and the weight gradient is one GEMM over
+//!   `per_group·P` pixels rather than `per_group` thin ones that each stream the whole
+//!   `Cout × K` gradient through memory. The group's output is computed into scratch and
+//!   scattered to NCHW (bias added on the way); its output gradient is gathered the same way
+//!   for the backward.
 //! - One rayon task per group (a single image for larger images); inside a task the GEMMs
 //!   stay on the calling thread ([`gemm`] does not split inside rayon), so the two cores are
 //!   never oversubscribed. With fewer groups than threads the groups run in turn and each
@@ -73,6 +77,7 @@
 
 mod cpu_kernel;
 mod pooled;
+pub mod reference;
 #[cfg(test)]
 mod tests;
 
@@ -229,11 +234,11 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
     if g.n == 0 {
         return y;
     }
-    let nb = g.group_images();
-    let cols = g.gathers().then(|| g.column_offsets(nb));
+    let per_group = g.group_images();
+    let cols = g.gathers().then(|| g.column_offsets(per_group));
     let run = |(y_g, x_g): (&mut [f32], &[f32])| forward_group(g, x_g, w, bias, cols.as_ref(), y_g);
-    let (y_len, x_len) = (nb * g.out_image(), nb * g.in_image());
-    if per_group_tasks(g.n.div_ceil(nb)) {
+    let (y_len, x_len) = (per_group * g.out_image(), per_group * g.in_image());
+    if per_group_tasks(g.n.div_ceil(per_group)) {
         y.par_chunks_mut(y_len)
             .zip(x.par_chunks(x_len))
             .for_each(run);
@@ -243,10 +248,10 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
     y
 }
 
-/// The forward of a group of images `x_g` (`[nb, cin, h, w]`) into `y_g`: one image goes
-/// band by band straight into its output; several share one column matrix
-/// `K × nb·P` and one GEMM into a scratch `Cout × nb·P`, which is then scattered to NCHW with
-/// the bias added on the way. `cols` reads the column matrix in place when the geometry
+/// The forward of a group of images `x_g` (`[per_group, cin, h, w]`) into `y_g`: one image goes
+/// band by band straight into its output; several share one column matrix `K × per_group·P`
+/// and one GEMM into a scratch `Cout × per_group·P`, which is then scattered to NCHW with the
+/// bias added on the way. `cols` reads the column matrix in place when the geometry
 /// [`gathers`](Geometry::gathers).
 fn forward_group(
     g: &Geometry,
@@ -256,9 +261,9 @@ fn forward_group(
     cols: Option<&ColumnOffsets>,
     y_g: &mut [f32],
 ) {
-    let nb = y_g.len() / g.out_image();
+    let per_group = y_g.len() / g.out_image();
     let wide = cols.is_some() && g.gathers_wide();
-    if (nb == 1 && !wide) || g.is_direct() {
+    if (per_group == 1 && !wide) || g.is_direct() {
         for (y_i, x_i) in y_g
             .chunks_exact_mut(g.out_image())
             .zip(x_g.chunks_exact(g.in_image()))
@@ -267,14 +272,14 @@ fn forward_group(
         }
         return;
     }
-    let (k, p, cout) = (g.k(), g.p(), g.cout);
+    let (k, p, cout) = (g.col_rows(), g.out_pixels(), g.cout);
     let (gp, pitch) = match cols {
-        Some(_) => (g.gathered_p(), g.gathered_pitch()),
+        Some(_) => (g.gathered_out_pixels(), g.gathered_pitch()),
         None => (p, g.wo),
     };
-    let width = nb * gp;
+    let width = per_group * gp;
     let cols_len = match cols {
-        Some(_) => nb * g.padded_image_len() + g.gather_slack(),
+        Some(_) => per_group * g.padded_image_len() + g.gather_slack(),
         None => k * width,
     };
     with_scratch(cols_len + cout * width, |scratch| {
@@ -284,7 +289,7 @@ fn forward_group(
         match cols {
             Some(cols) => {
                 pad_group(g, x_g, cols_buf);
-                gemm_gathered(1.0, w_mat, cols.of(cols_buf, nb), 0.0, out_mat);
+                gemm_gathered(1.0, w_mat, cols.of(cols_buf, per_group), 0.0, out_mat);
             }
             None => {
                 for (i, x_i) in x_g.chunks_exact(g.in_image()).enumerate() {
@@ -349,7 +354,7 @@ fn forward_image(
     cols: Option<&ColumnOffsets>,
     y_i: &mut [f32],
 ) {
-    let (k, p, wo) = (g.k(), g.p(), g.wo);
+    let (k, p, wo) = (g.col_rows(), g.out_pixels(), g.wo);
     if g.is_direct() && !g.is_pointwise() {
         return with_scratch(g.direct_scratch_len(), |xp| {
             pad_plane(g, x_i, xp);
@@ -411,7 +416,7 @@ fn out_band<'a>(y_i: &'a mut [f32], g: &Geometry, oy0: usize, oy1: usize) -> Mat
         data: &mut y_i[oy0 * g.wo..],
         rows: g.cout,
         cols: (oy1 - oy0) * g.wo,
-        row_stride: g.p(),
+        row_stride: g.out_pixels(),
         col_stride: 1,
     }
 }
@@ -422,7 +427,7 @@ fn grad_band<'a>(dy_i: &'a [f32], g: &Geometry, oy0: usize, oy1: usize) -> MatRe
         data: &dy_i[oy0 * g.wo..],
         rows: g.cout,
         cols: (oy1 - oy0) * g.wo,
-        row_stride: g.p(),
+        row_stride: g.out_pixels(),
         col_stride: 1,
     }
 }
@@ -456,7 +461,7 @@ impl OutputGrad<'_> {
                 s.resize(span.len(), 0.0);
                 let pooled = (g.ho / 2) * (g.wo / 2);
                 let planes = (i0 * g.cout..i1 * g.cout).map(|p| p * pooled..(p + 1) * pooled);
-                for (dense, plane) in s.chunks_exact_mut(g.p()).zip(planes) {
+                for (dense, plane) in s.chunks_exact_mut(g.out_pixels()).zip(planes) {
                     let dense = as_uninit(dense);
                     unpool2x2_plane(&dy[plane.clone()], &codes[plane], g.wo, dense);
                 }
@@ -482,7 +487,7 @@ struct Accum {
 impl Accum {
     fn new(g: &Geometry, need_w: bool, need_b: bool) -> Accum {
         Accum {
-            dw: vec![0.0; if need_w { g.cout * g.k() } else { 0 }],
+            dw: vec![0.0; if need_w { g.cout * g.col_rows() } else { 0 }],
             db: vec![0.0; if need_b { g.cout } else { 0 }],
         }
     }
@@ -535,16 +540,19 @@ fn backward(
     need_w: bool,
     need_b: bool,
 ) -> Grads {
-    let nb = g.group_images();
-    let groups = g.n.div_ceil(nb);
-    let gathering = g.gathers().then(|| Gathering::new(g, w, nb, need_x));
+    let per_group = g.group_images();
+    let groups = g.n.div_ceil(per_group);
+    let gathering = g.gathers().then(|| Gathering::new(g, w, per_group, need_x));
     let mut dx = need_x.then(|| vec![0.0; g.n * g.in_image()]);
     let dx_parts: Vec<Option<&mut [f32]>> = match dx.as_mut() {
-        Some(d) => d.chunks_mut((nb * g.in_image()).max(1)).map(Some).collect(),
+        Some(d) => d
+            .chunks_mut((per_group * g.in_image()).max(1))
+            .map(Some)
+            .collect(),
         None => (0..groups).map(|_| None).collect(),
     };
     let step = |mut acc: Accum, (gi, dx_g): (usize, Option<&mut [f32]>)| {
-        let (i0, i1) = (gi * nb, ((gi + 1) * nb).min(g.n));
+        let (i0, i1) = (gi * per_group, ((gi + 1) * per_group).min(g.n));
         let x_g = &x[i0 * g.in_image()..i1 * g.in_image()];
         dy.of_images(g, i0, i1, |dy_g| {
             backward_group(g, x_g, w, gathering.as_ref(), dy_g, dx_g, &mut acc, need_w)
@@ -574,7 +582,7 @@ fn backward(
 }
 
 /// A group's contribution. One image (or the direct kernels) goes band by band through
-/// [`backward_image`]; several images gather their output gradient into one `Cout × nb·P`
+/// [`backward_image`]; several images gather their output gradient into one `Cout × per_group·P`
 /// matrix `dY`, then `dW += dY·colsᵀ` and `dcols = Wᵀ·dY` are one GEMM each over the
 /// group's shared column matrix (reused for `dcols` once `dW` is done), and col2im scatters
 /// each image's columns back onto its input gradient.
@@ -589,10 +597,10 @@ fn backward_group(
     acc: &mut Accum,
     need_w: bool,
 ) {
-    let nb = dy_g.len() / g.out_image();
-    let (k, p, cout) = (g.k(), g.p(), g.cout);
+    let per_group = dy_g.len() / g.out_image();
+    let (k, p, cout) = (g.col_rows(), g.out_pixels(), g.cout);
     let wide = gathering.is_some() && g.gathers_wide();
-    if (nb == 1 && !wide) || g.is_direct() {
+    if (per_group == 1 && !wide) || g.is_direct() {
         let mut dx_parts = dx_g.map(|d| d.chunks_exact_mut(g.in_image()));
         for (x_i, dy_i) in x_g
             .chunks_exact(g.in_image())
@@ -612,22 +620,25 @@ fn backward_group(
         return;
     }
     let (gp, pitch) = match gathering {
-        Some(_) => (g.gathered_p(), g.gathered_pitch()),
+        Some(_) => (g.gathered_out_pixels(), g.gathered_pitch()),
         None => (p, g.wo),
     };
-    let width = nb * gp;
+    let width = per_group * gp;
     // The adjoint convolution's output (the input gradient): columns per image, row pitch.
     let in_plane = g.h * g.w;
-    let (dx_gp, dx_pitch) = gathering.map_or((0, 0), |gt| {
-        (gt.adjoint.gathered_p(), gt.adjoint.gathered_pitch())
+    let (dx_gp, dx_pitch) = gathering.map_or((0, 0), |gather| {
+        (
+            gather.adjoint.gathered_out_pixels(),
+            gather.adjoint.gathered_pitch(),
+        )
     });
-    let in_width = nb * dx_gp;
+    let in_width = per_group * dx_gp;
     // The column matrix (or the padded images it is read from), dY, and, when the input
     // gradient is the adjoint convolution, its output before the scatter to NCHW.
     let (cols_len, dx_len) = match gathering {
-        Some(gt) => (
-            nb * g.padded_image_len().max(gt.adjoint.padded_image_len())
-                + g.gather_slack().max(gt.adjoint.gather_slack()),
+        Some(gather) => (
+            per_group * g.padded_image_len().max(gather.adjoint.padded_image_len())
+                + g.gather_slack().max(gather.adjoint.gather_slack()),
             g.cin * in_width,
         ),
         None => (k * width, 0),
@@ -643,9 +654,9 @@ fn backward_group(
         let dy_mat = MatRef::new(dy_mat, cout, width);
         let dw = MatMut::new(&mut acc.dw, cout, k);
         match (gathering, need_w) {
-            (Some(gt), true) => {
+            (Some(gather), true) => {
                 pad_group(g, x_g, cols);
-                gemm_gathered_t(1.0, dy_mat, gt.cols.of(cols, nb), 1.0, dw);
+                gemm_gathered_t(1.0, dy_mat, gather.cols.of(cols, per_group), 1.0, dw);
             }
             (None, true) => {
                 for (i, x_i) in x_g.chunks_exact(g.in_image()).enumerate() {
@@ -657,12 +668,12 @@ fn backward_group(
         }
         let Some(dx_g) = dx_g else { return };
         match gathering {
-            Some(gt) => {
-                let adj = &gt.adjoint;
+            Some(gather) => {
+                let adj = &gather.adjoint;
                 pad_group(adj, dy_g, cols);
-                let w_adj = MatRef::new(&gt.adjoint_w, adj.cout, adj.k());
+                let w_adj = MatRef::new(&gather.adjoint_w, adj.cout, adj.col_rows());
                 let dx = MatMut::new(dx_mat, g.cin, in_width);
-                gemm_gathered(1.0, w_adj, gt.adjoint_cols.of(cols, nb), 0.0, dx);
+                gemm_gathered(1.0, w_adj, gather.adjoint_cols.of(cols, per_group), 0.0, dx);
                 for (i, dx_i) in dx_g.chunks_exact_mut(g.in_image()).enumerate() {
                     for (ci, dst) in dx_i.chunks_exact_mut(in_plane).enumerate() {
                         let src = &dx_mat[ci * in_width + i * dx_gp..][..dx_gp];
@@ -694,11 +705,11 @@ fn backward_image(
     acc: &mut Accum,
     need_w: bool,
 ) {
-    let (k, p) = (g.k(), g.p());
+    let (k, p) = (g.col_rows(), g.out_pixels());
     for (db, row) in acc.db.iter_mut().zip(dy_i.chunks_exact(p)) {
         *db += sum_map(row, |v| v);
     }
-    if let Some(gt) = gathering {
+    if let Some(gather) = gathering {
         debug_assert!(
             !g.gathers_wide(),
             "wide columns go through backward_group's scratch"
@@ -708,16 +719,16 @@ fn backward_image(
             with_scratch(g.padded_image_len(), |xp| {
                 pad_images(g, x_i, xp);
                 let dw = MatMut::new(&mut acc.dw, g.cout, k);
-                gemm_gathered_t(1.0, dy_mat, gt.cols.of(xp, 1), 1.0, dw);
+                gemm_gathered_t(1.0, dy_mat, gather.cols.of(xp, 1), 1.0, dw);
             });
         }
         if let Some(dx_i) = dx_i {
-            let adj = &gt.adjoint;
+            let adj = &gather.adjoint;
             with_scratch(adj.padded_image_len(), |dyp| {
                 pad_images(adj, dy_i, dyp);
-                let w_adj = MatRef::new(&gt.adjoint_w, adj.cout, adj.k());
-                let dx = MatMut::new(dx_i, adj.cout, adj.p());
-                gemm_gathered(1.0, w_adj, gt.adjoint_cols.of(dyp, 1), 0.0, dx);
+                let w_adj = MatRef::new(&gather.adjoint_w, adj.cout, adj.col_rows());
+                let dx = MatMut::new(dx_i, adj.cout, adj.out_pixels());
+                gemm_gathered(1.0, w_adj, gather.adjoint_cols.of(dyp, 1), 0.0, dx);
             });
         }
         return;

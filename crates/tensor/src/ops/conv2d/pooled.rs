@@ -71,8 +71,8 @@ fn forward_pooled(
     let pooled = (g.ho / 2) * (g.wo / 2);
     let len = g.n * g.cout * pooled;
     let (mut y, mut codes) = (Vec::with_capacity(len), Vec::with_capacity(len));
-    let nb = g.group_images();
-    let cols = g.gathers().then(|| g.column_offsets(nb));
+    let per_group = g.group_images();
+    let cols = g.gathers().then(|| g.column_offsets(per_group));
     type Chunk<'a> = (
         (&'a mut [MaybeUninit<f32>], &'a mut [MaybeUninit<u8>]),
         &'a [f32],
@@ -85,7 +85,7 @@ fn forward_pooled(
             let outputs = y_g
                 .chunks_exact_mut(pooled)
                 .zip(codes_g.chunks_exact_mut(pooled));
-            for (plane, (out, code)) in conv.chunks_exact(g.p()).zip(outputs) {
+            for (plane, (out, code)) in conv.chunks_exact(g.out_pixels()).zip(outputs) {
                 pool2x2_plane::<true>(plane, g.wo, out, code);
             }
         })
@@ -95,8 +95,8 @@ fn forward_pooled(
             &mut y.spare_capacity_mut()[..len],
             &mut codes.spare_capacity_mut()[..len],
         );
-        let (out_len, in_len) = (nb * g.cout * pooled, nb * g.in_image());
-        if per_group_tasks(g.n.div_ceil(nb)) {
+        let (out_len, in_len) = (per_group * g.cout * pooled, per_group * g.in_image());
+        if per_group_tasks(g.n.div_ceil(per_group)) {
             ys.par_chunks_mut(out_len)
                 .zip(cs.par_chunks_mut(out_len))
                 .zip(x.par_chunks(in_len))

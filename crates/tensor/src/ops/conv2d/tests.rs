@@ -1,8 +1,9 @@
-//! conv2d: gradchecks over strides, paddings, kernel shapes and the special paths; a naive
-//! reference for shapes that need several L2 bands; values against PyTorch; shape errors.
+//! conv2d: every fast path against [`reference`] (the definition), gradchecks over strides,
+//! paddings, kernel shapes and the special paths, values against PyTorch, shape errors.
 
 use rand::{rngs::StdRng, SeedableRng};
 
+use super::reference;
 use crate::{gradcheck, Tensor};
 
 fn rand(shape: &[usize], seed: u64) -> Tensor {
@@ -67,53 +68,6 @@ fn kernel_as_large_as_the_padded_input() {
     check(&[2, 2, 3, 3], &[2, 2, 5, 5], true, 1, 1);
 }
 
-/// Direct 7-loop convolution and its gradients, the definition the kernels must agree with.
-#[allow(clippy::type_complexity, clippy::needless_range_loop)]
-fn naive(
-    x: &Tensor,
-    w: &Tensor,
-    b: &[f32],
-    dy: &[f32],
-    s: usize,
-    p: usize,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (&[n, cin, h, wd], &[cout, _, kh, kw]) = (x.shape(), w.shape()) else {
-        unreachable!()
-    };
-    let (ho, wo) = ((h + 2 * p - kh) / s + 1, (wd + 2 * p - kw) / s + 1);
-    let (xv, wv) = (x.data(), w.data());
-    let mut y = vec![0.0f32; n * cout * ho * wo];
-    let mut dx = vec![0.0f32; xv.len()];
-    let mut dw = vec![0.0f32; wv.len()];
-    for ni in 0..n {
-        for co in 0..cout {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let o = ((ni * cout + co) * ho + oy) * wo + ox;
-                    let mut acc = b[co] as f64;
-                    for ci in 0..cin {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let (iy, ix) = (oy * s + ky, ox * s + kx);
-                                if iy < p || ix < p || iy - p >= h || ix - p >= wd {
-                                    continue;
-                                }
-                                let xi = ((ni * cin + ci) * h + iy - p) * wd + ix - p;
-                                let wi = ((co * cin + ci) * kh + ky) * kw + kx;
-                                acc += (xv[xi] * wv[wi]) as f64;
-                                dx[xi] += dy[o] * wv[wi];
-                                dw[wi] += dy[o] * xv[xi];
-                            }
-                        }
-                    }
-                    y[o] = acc as f32;
-                }
-            }
-        }
-    }
-    (y, dx, dw)
-}
-
 fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -128,9 +82,9 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 /// band), and the direct single-channel kernels (rows of several 16-lane blocks with a short
 /// last one, 5×5 taps, and the generic-kernel fallback), and small images that share one
 /// column matrix per group (several groups, a short last one, stride 2, 1×1 stride 2) agree
-/// with the naive loops in the output and all three gradients.
+/// with [`reference`] in the output and all three gradients.
 #[test]
-fn kernels_match_naive_reference() {
+fn every_path_matches_the_reference() {
     for &(xs, ws, s, p) in &[
         ([2, 64, 12, 40], [8, 64, 3, 3], 1, 1),
         ([3, 48, 15, 33], [5, 48, 3, 3], 2, 1),
@@ -177,16 +131,12 @@ fn kernels_match_naive_reference() {
         let y = x.conv2d(&w, Some(&b), s, p);
         let dy = rand(y.shape(), 7);
         y.mul(&dy).sum().backward();
-        let (ny, ndx, ndw) = naive(&x, &w, &b.to_vec(), &dy.to_vec(), s, p);
+        let ny = reference::forward(&x, &w, Some(&b), s, p);
+        let (ndx, ndw, ndb) = reference::backward(&x, &w, &dy.to_vec(), s, p);
         let tol = 1e-4;
         assert_close("y", &y.to_vec(), &ny, tol);
         assert_close("dx", &x.grad().unwrap().to_vec(), &ndx, tol);
         assert_close("dw", &w.grad().unwrap().to_vec(), &ndw, tol);
-        let plane = y.shape()[2] * y.shape()[3];
-        let mut ndb = vec![0.0f32; ws[0]];
-        for (i, chunk) in dy.to_vec().chunks(plane).enumerate() {
-            ndb[i % ws[0]] += chunk.iter().sum::<f32>();
-        }
         assert_close("db", &b.grad().unwrap().to_vec(), &ndb, tol);
     }
 }
@@ -434,7 +384,7 @@ fn fused_pool_needs_two_output_pixels() {
     x.conv2d_relu_max_pool2d(&w, None, 1, 0);
 }
 
-/// Shapes of `kernels_match_naive_reference` whose column matrices are read in place over wide
+/// Shapes of `every_path_matches_the_reference` whose column matrices are read in place over wide
 /// rows (and whose adjoint's are too), and some that are not worth it.
 const WIDE: [([usize; 4], [usize; 4], usize); 7] = [
     ([2, 8, 24, 24], [6, 8, 3, 3], 1),
@@ -452,7 +402,7 @@ fn wide_rows_are_gathered_where_they_waste_at_most_a_quarter() {
         let g = super::geometry(&x, &w, None, 1, p);
         assert!(g.gathers() && g.gathers_wide(), "{x:?} {w:?}");
         assert!(g.adjoint().gathers_wide());
-        assert!(4 * g.gathered_p() <= 5 * g.p());
+        assert!(4 * g.gathered_out_pixels() <= 5 * g.out_pixels());
     }
     // 6- and 5-pixel rows would waste a third or more: im2col.
     for x in [[2, 8, 6, 6], [5, 8, 5, 8]] {
