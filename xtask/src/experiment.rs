@@ -163,9 +163,11 @@ fn pretrain_phase(
 ) -> Result<(RunState, History)> {
     let a = &exp.args;
     let mut optimizer = exp.optimizer(model.parameters());
+    // One copy of the images, shared by the small-view and the full-size loaders.
+    let images = std::sync::Arc::new(pretrain_set.clone());
     let loader_of = |small: bool| {
         Loader::new(
-            pretrain_set.clone(),
+            images.clone(),
             exp.augmenter(small),
             LoaderConfig::two_views(exp.batch_size.min(pretrain_set.len())),
         )
