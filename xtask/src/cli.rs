@@ -33,7 +33,8 @@ pub enum Command {
 }
 
 /// The optimizer used for pretraining.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// Adam (the report's choice).
     Adam,
@@ -183,7 +184,8 @@ pub struct MnistArgs {
 }
 
 /// The ResNet depth of the CIFAR-10 encoder.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// ResNet-10 (one block a stage: half ResNet-18's compute at the same width).
     Resnet10,

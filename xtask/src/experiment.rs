@@ -24,8 +24,9 @@ use crate::history::History;
 use crate::plots::{self, Series};
 use crate::progress::Phase;
 use crate::report::{self, Reference, Results};
+use crate::run_config::RunConfig;
 use crate::run_dir::{Claim, RunDir};
-use crate::settings::{Experiment, ResNetSpec};
+use crate::settings::Experiment;
 
 /// Loads a dataset from `dir`, downloading missing files from the public mirrors, and checks
 /// the files' content against the published checksums: a difference is an error unless
@@ -84,7 +85,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
 
     // Every check that can refuse the command comes before anything is written.
     let path = RunDir::path_for(a.resume.as_deref().or(a.out.as_deref()), exp.name());
-    let settings = exp.settings();
+    let config = exp.config();
     let claim = if a.resume.is_some() {
         if read_run_state(&path)?.is_none() {
             bail!(
@@ -92,7 +93,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
                 path.display()
             );
         }
-        exp.check_same_run(&path, &settings)?;
+        exp.check_same_run(&path, &config)?;
         Claim::Resume
     } else {
         Claim::New {
@@ -100,7 +101,7 @@ pub fn run(exp: &Experiment) -> Result<()> {
         }
     };
     let mut run = RunDir::open(path, claim)?;
-    run.write_json("config.json", &settings)?;
+    run.write_json(RunConfig::FILE, &config)?;
     println!(
         "{}: {} pretraining, {} labeled, {} test images; run directory {}",
         exp.name(),
@@ -465,7 +466,7 @@ fn write_report(
         DatasetKind::Mnist => Reference::mnist(),
         DatasetKind::Cifar10 => Reference::cifar10(),
     };
-    let settings = serde_json::to_string_pretty(&exp.settings())?;
+    let settings = serde_json::to_string_pretty(&exp.config())?;
     let md = report::markdown(results, &reference, &settings, class_names);
     run.write_text("report.md", &md)?;
 
@@ -560,28 +561,22 @@ pub fn baselines_only(args: &BaselinesArgs) -> Result<()> {
 /// Rebuilds the model of a finished run from its `config.json` and loads its checkpoint,
 /// refusing a run whose encoder was trained on another dataset than `kind`'s images.
 fn encoder_of_run(run_dir: &Path, kind: DatasetKind) -> Result<SimClr> {
-    let config_path = run_dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
-    let config: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", config_path.display()))?;
-    let dataset = kind.name();
-    match config["dataset"].as_str() {
-        Some(trained_on) if trained_on == dataset => {}
-        Some(trained_on) => bail!(
+    let Some(config) = RunConfig::load(run_dir)? else {
+        bail!(
+            "cannot read {}: the run's settings are missing",
+            run_dir.join(RunConfig::FILE).display()
+        );
+    };
+    if config.dataset != kind {
+        let (trained_on, dataset) = (config.dataset.name(), kind.name());
+        bail!(
             "{} holds an encoder trained on {trained_on}, which cannot embed {dataset} images \
              (cluster {trained_on} with it: `cargo xtask baselines {trained_on} --encoder …`)",
             run_dir.display()
-        ),
-        None => bail!(
-            "{} does not say which dataset the run trained on",
-            config_path.display()
-        ),
+        );
     }
     let mut rng = StdRng::seed_from_u64(0);
-    let spec = ResNetSpec::of_config(&config)
-        .with_context(|| format!("cannot rebuild the encoder of {}", config_path.display()))?;
-    let model = match spec {
+    let model = match &config.resnet {
         None => SimClr::mnist(&mut rng),
         Some(r) => r.model(&mut rng),
     };
@@ -599,11 +594,13 @@ fn encoder_of_run(run_dir: &Path, kind: DatasetKind) -> Result<SimClr> {
 mod tests {
     use super::*;
 
+    use crate::run_config::tests::{CIFAR_CONFIG, MNIST_CONFIG};
+
     #[test]
     fn an_encoder_of_another_dataset_is_refused_by_name() {
         let dir = std::env::temp_dir().join(format!("simclr-encoder-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("config.json"), r#"{"dataset": "mnist"}"#).unwrap();
+        std::fs::write(dir.join("config.json"), MNIST_CONFIG).unwrap();
         let err = encoder_of_run(&dir, DatasetKind::Cifar10)
             .err()
             .expect("refused");
@@ -612,7 +609,27 @@ mod tests {
         let err = encoder_of_run(&dir, DatasetKind::Mnist)
             .err()
             .expect("refused");
-        assert!(err.to_string().contains("which dataset"), "{err}");
+        assert!(
+            format!("{err:#}").contains("missing field `dataset`"),
+            "{err:#}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_encoder_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("simclr-arch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = CIFAR_CONFIG.replace("\"resnet10\"", "\"resnet50\"");
+        std::fs::write(dir.join("config.json"), config).unwrap();
+        let err = encoder_of_run(&dir, DatasetKind::Cifar10)
+            .err()
+            .expect("refused");
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("config.json") && err.contains("resnet50"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,6 +12,7 @@ mod history;
 mod plots;
 mod progress;
 mod report;
+mod run_config;
 mod run_dir;
 mod settings;
 

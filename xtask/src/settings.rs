@@ -1,18 +1,19 @@
 //! What one run is: the preset's defaults, the flags given on top, a resumed run's own
-//! settings (`config.json`), the checks that refuse a contradiction before anything is
+//! settings (its [`RunConfig`]), the checks that refuse a contradiction before anything is
 //! written, and the parts built from the result (model, optimizer, schedule, augmenter).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, SeedableRng};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use simclr_contrastive::SimClr;
 use simclr_data::{Augmenter, DatasetKind, Recipe, Split};
 use simclr_nn::checkpoint::{self, LoadOptions};
 use simclr_nn::{Adam, AdamConfig, Lars, LarsConfig, Optimizer, Schedule, Sgd, SgdConfig};
 
 use crate::cli::{Arch, CifarArgs, ExperimentArgs, MnistArgs, OptimizerKind, Preset, ScheduleKind};
+use crate::run_config::{Contradiction, RunConfig};
 use crate::run_dir::git_commit;
 
 /// Images per MNIST "chunk" in the report's splits.
@@ -104,38 +105,30 @@ impl Defaults {
 }
 
 impl Defaults {
-    /// These defaults with every setting that a run's `config.json` records put in their
-    /// place (settings it lacks or cannot be read keep the preset's value).
-    fn overridden_by(mut self, config: &serde_json::Value) -> Defaults {
-        use clap::ValueEnum;
-        let usize_of = |key: &str| config.get(key)?.as_u64().map(|v| v as usize);
-        let f32_of = |key: &str| config.get(key)?.as_f64().map(|v| v as f32);
-        self.epochs = usize_of("epochs").unwrap_or(self.epochs);
-        self.classifier_epochs = usize_of("classifier_epochs").unwrap_or(self.classifier_epochs);
-        self.batch_size = usize_of("batch_size").unwrap_or(self.batch_size);
-        self.temperature = f32_of("temperature").unwrap_or(self.temperature);
-        self.lr = f32_of("lr").unwrap_or(self.lr);
-        if let Some(o) = config["optimizer"].as_str() {
-            self.optimizer = OptimizerKind::from_str(o, true).unwrap_or(self.optimizer);
+    /// The settings of the stored run `config`, in place of these defaults. Only a run
+    /// without a ResNet keeps the preset's depth and width (a CIFAR-10 command refuses to
+    /// resume such a run, by its dataset).
+    fn overridden_by(self, config: &RunConfig) -> Defaults {
+        let (arch, width) = config
+            .resnet
+            .as_ref()
+            .map_or((self.arch, self.width), |r| (r.arch, r.width));
+        Defaults {
+            epochs: config.epochs,
+            classifier_epochs: config.classifier_epochs,
+            batch_size: config.batch_size,
+            temperature: config.temperature,
+            optimizer: config.optimizer,
+            lr: config.lr,
+            schedule: config.schedule,
+            recipe: config.recipe,
+            crop_scale: config.crop_scale,
+            view_size: config.view_size,
+            full_size_epochs: config.full_size_epochs,
+            arch,
+            width,
+            baselines: config.baselines,
         }
-        if let Ok(s) = serde_json::from_value(config["schedule"].clone()) {
-            self.schedule = s;
-        }
-        if let Some(r) = config["recipe"].as_str().and_then(|r| r.parse().ok()) {
-            self.recipe = r;
-        }
-        if let Some(c) = config.get("crop_scale") {
-            self.crop_scale = c.as_f64().map(|v| v as f32);
-        }
-        if let Some(v) = config.get("view_size") {
-            self.view_size = v.as_u64().map(|v| v as usize);
-        }
-        self.full_size_epochs = usize_of("full_size_epochs").unwrap_or(self.full_size_epochs);
-        if let Ok(Some(resnet)) = ResNetSpec::of_config(config) {
-            (self.arch, self.width) = (resnet.arch, resnet.width);
-        }
-        self.baselines = config["baselines"].as_bool().unwrap_or(self.baselines);
-        self
     }
 }
 
@@ -145,8 +138,8 @@ pub struct Experiment {
     pub(crate) kind: DatasetKind,
     pub(crate) args: ExperimentArgs,
     pub(crate) preset: Preset,
-    /// The `config.json` of the run being resumed, as read once.
-    pub(crate) resumed_from: Option<serde_json::Value>,
+    /// The settings of the run being resumed, as read once from its `config.json`.
+    pub(crate) resumed_from: Option<RunConfig>,
     pub(crate) seed: u64,
     pub(crate) epochs: usize,
     pub(crate) classifier_epochs: usize,
@@ -166,7 +159,7 @@ pub struct Experiment {
 }
 
 /// A CIFAR-10 run's encoder: depth, base width and the weights it starts from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub(crate) struct ResNetSpec {
     pub arch: Arch,
     pub width: usize,
@@ -179,33 +172,6 @@ impl ResNetSpec {
     pub fn model(&self, rng: &mut StdRng) -> SimClr {
         let encoder = self.arch.resnet(self.width, rng);
         SimClr::resnet(encoder, rng)
-    }
-
-    /// How `config.json` records it.
-    fn to_json(&self) -> serde_json::Value {
-        json!({
-            "arch": format!("{:?}", self.arch).to_lowercase(),
-            "width": self.width,
-            "pretrained": self.pretrained.as_ref().map(|p| p.display().to_string()),
-        })
-    }
-
-    /// The encoder a run's `config.json` records (`None` for the MNIST encoder); an
-    /// architecture this runner does not know is an error.
-    pub fn of_config(config: &serde_json::Value) -> Result<Option<ResNetSpec>> {
-        use clap::ValueEnum;
-        let resnet = &config["resnet"];
-        let Some(name) = resnet["arch"].as_str() else {
-            return Ok(None);
-        };
-        let arch = Arch::from_str(name, true).map_err(|_| {
-            anyhow::anyhow!("the run's encoder `{name}` is not one this runner knows")
-        })?;
-        Ok(Some(ResNetSpec {
-            arch,
-            width: resnet["width"].as_u64().unwrap_or(64) as usize,
-            pretrained: resnet["pretrained"].as_str().map(PathBuf::from),
-        }))
     }
 }
 
@@ -232,25 +198,19 @@ impl Experiment {
         // A resumed run's own settings are the defaults; a flag that contradicts one of them
         // is refused later (`check_same_run`), before anything is written.
         let stored = match &args.resume {
-            Some(dir) => stored_settings(dir)?,
+            Some(dir) => RunConfig::load(dir)?,
             None => None,
         };
-        let stored_preset = stored
-            .as_ref()
-            .and_then(|c| serde_json::from_value::<Preset>(c.get("preset")?.clone()).ok());
-        let preset = args.preset.or(stored_preset).unwrap_or(Preset::Simclr);
+        let preset = args
+            .preset
+            .or(stored.as_ref().map(|c| c.preset))
+            .unwrap_or(Preset::Simclr);
         let mut d = Defaults::of(preset, kind)?;
         let mut args = args;
-        let stored_seed = stored.as_ref().and_then(|c| c["seed"].as_u64());
-        let seed = args.seed.or(stored_seed).unwrap_or(0);
+        let seed = args.seed.or(stored.as_ref().map(|c| c.seed)).unwrap_or(0);
         if let Some(config) = &stored {
             d = d.overridden_by(config);
-            if args.limit.is_none() {
-                args.limit = config["limit"].as_u64().map(|l| l as usize);
-            }
-            if args.pretrain_range.is_none() {
-                args.pretrain_range = config["pretrain_range"].as_str().map(String::from);
-            }
+            args.limit = args.limit.or(config.limit);
         }
         let recipe = args.recipe.unwrap_or(d.recipe);
         let report = Split::report(kind);
@@ -265,6 +225,8 @@ impl Experiment {
         if let Some(r) = &args.pretrain_range {
             split.pretrain = simclr_data::parse_range(r)
                 .map_err(|e| anyhow::anyhow!("--pretrain-range: {e}"))?;
+        } else if let Some(config) = &stored {
+            split.pretrain = config.pretrain_range.clone();
         }
         if let Some(r) = &args.labeled_range {
             split.labeled =
@@ -430,49 +392,44 @@ impl Experiment {
         augmenter
     }
 
-    /// Refuses `--resume` into `dir` when `settings` (this run's) contradict the stored ones.
-    pub(crate) fn check_same_run(&self, dir: &Path, settings: &serde_json::Value) -> Result<()> {
-        check_same_run(dir, self.resumed_from.as_ref(), settings)
+    /// Refuses `--resume` into `dir` when `config` (this run's) contradicts the stored one.
+    pub(crate) fn check_same_run(&self, dir: &Path, config: &RunConfig) -> Result<()> {
+        check_same_run(dir, self.resumed_from.as_ref(), config)
     }
 
-    pub(crate) fn settings(&self) -> serde_json::Value {
+    /// This run's settings, as `config.json` records them.
+    pub(crate) fn config(&self) -> RunConfig {
         let a = &self.args;
-        json!({
-            "dataset": self.name(),
-            "preset": self.preset,
-            "encoder": self.encoder_name(),
-            "recipe": self.recipe.name(),
-            "crop_scale": self.crop_scale.map(decimal),
-            "view_size": self.view_size,
-            "full_size_epochs": self.full_size_epochs,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "temperature": decimal(self.temperature),
-            "optimizer": format!("{:?}", self.optimizer).to_lowercase(),
-            "lr": decimal(self.lr),
-            "schedule": self.schedule,
-            "classifier_epochs": self.classifier_epochs,
-            "classifier_batch_size": a.classifier_batch_size,
-            "classifier_lr": decimal(a.classifier_lr),
-            "pretrain_range": format!("{:?}", self.split.pretrain),
-            "labeled_range": format!("{:?}", self.split.labeled),
-            "limit": a.limit,
-            "seed": self.seed,
-            "threads": rayon::current_num_threads(),
-            "baselines": self.baselines,
-            "knn": a.knn,
-            "knn_monitor": a.knn_monitor,
-            "standardized_features": !a.raw_features,
-            "resnet": self.resnet.as_ref().map(ResNetSpec::to_json),
-            "git_commit": git_commit(),
-        })
+        RunConfig {
+            dataset: self.kind,
+            preset: self.preset,
+            encoder: self.encoder_name(),
+            recipe: self.recipe,
+            crop_scale: self.crop_scale,
+            view_size: self.view_size,
+            full_size_epochs: self.full_size_epochs,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            temperature: self.temperature,
+            optimizer: self.optimizer,
+            lr: self.lr,
+            schedule: self.schedule,
+            classifier_epochs: self.classifier_epochs,
+            classifier_batch_size: a.classifier_batch_size,
+            classifier_lr: a.classifier_lr,
+            pretrain_range: self.split.pretrain.clone(),
+            labeled_range: self.split.labeled.clone(),
+            limit: a.limit,
+            seed: self.seed,
+            threads: rayon::current_num_threads(),
+            baselines: self.baselines,
+            knn: a.knn,
+            knn_monitor: a.knn_monitor,
+            standardized_features: !a.raw_features,
+            resnet: self.resnet.clone(),
+            git_commit: git_commit(),
+        }
     }
-}
-
-/// `x` as the decimal it was written as (`0.001`, not the `0.0010000000474974513` of a plain
-/// widening), so `config.json` reads as typed and reads back to the same `f32`.
-fn decimal(x: f32) -> f64 {
-    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// Refuses a ResNet whose training would not fit in this machine's memory, before anything
@@ -505,69 +462,29 @@ fn check_fits_in_memory(arch: Arch, width: usize, batch: usize) -> Result<()> {
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-/// The settings that define what pretraining computes: a resumed run must keep every one.
-/// (Epochs may grow under a constant rate; the probe, the baselines and the thread count are
-/// free to change.)
-const RUN_DEFINING: [&str; 16] = [
-    "dataset",
-    "preset",
-    "encoder",
-    "recipe",
-    "crop_scale",
-    "view_size",
-    "full_size_epochs",
-    "batch_size",
-    "temperature",
-    "optimizer",
-    "lr",
-    "schedule",
-    "pretrain_range",
-    "limit",
-    "seed",
-    "resnet",
-];
-
 /// Refuses to resume the run in `dir`, whose `config.json` holds `stored` (`None`: no such
-/// file), with `settings` that contradict it, naming the setting and both values.
-fn check_same_run(
-    dir: &Path,
-    stored: Option<&serde_json::Value>,
-    settings: &serde_json::Value,
-) -> Result<()> {
+/// file), with `given` settings that contradict it, naming the setting and both values.
+fn check_same_run(dir: &Path, stored: Option<&RunConfig>, given: &RunConfig) -> Result<()> {
     let Some(stored) = stored else {
         bail!(
-            "--resume {}: the run's settings (config.json) are missing",
-            dir.display()
+            "--resume {}: the run's settings ({}) are missing",
+            dir.display(),
+            RunConfig::FILE
         );
     };
-    let mut keys = RUN_DEFINING.to_vec();
-    if settings["schedule"] != json!(ScheduleKind::Constant) {
-        // The cosine's length is part of every step's learning rate.
-        keys.push("epochs");
-    }
-    for key in keys {
-        let (was, now) = (&stored[key], &settings[key]);
-        if was != now {
-            bail!(
-                "--resume {}: the run was made with {key} = {was}, this command asks for \
-                 {now}; leave the flag out to keep the run's value",
-                dir.display()
-            );
-        }
+    if let Some(Contradiction {
+        setting,
+        stored,
+        given,
+    }) = stored.contradiction(given)
+    {
+        bail!(
+            "--resume {}: the run was made with {setting} = {stored}, this command asks for \
+             {given}; leave the flag out to keep the run's value",
+            dir.display()
+        );
     }
     Ok(())
-}
-
-/// The settings recorded in a run directory's `config.json` (`None` if it has none: the
-/// resume is refused later for want of a checkpoint or of the file).
-fn stored_settings(dir: &Path) -> Result<Option<serde_json::Value>> {
-    let path = dir.join("config.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let config = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    Ok(Some(config))
 }
 
 #[cfg(test)]
@@ -576,6 +493,7 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
+    use crate::run_config::tests::{CIFAR_CONFIG, MNIST_CONFIG};
 
     /// The experiment a command line describes.
     fn parse(line: &str) -> Result<Experiment> {
@@ -644,25 +562,60 @@ mod tests {
             dir.display()
         ))
         .unwrap();
-        let stored = first.settings();
-        std::fs::write(dir.join("config.json"), stored.to_string()).unwrap();
+        let stored = serde_json::to_string(&first.config()).unwrap();
+        std::fs::write(dir.join(RunConfig::FILE), stored).unwrap();
         // No flag: every setting comes back from config.json.
         let resumed = parse(&format!("cifar10 --resume {}", dir.display())).unwrap();
         assert_eq!(resumed.preset, Preset::CpuHour);
         assert_eq!((resumed.seed, resumed.temperature), (3, 0.3));
         assert_eq!(resumed.args.limit, Some(500));
-        resumed.check_same_run(&dir, &resumed.settings()).unwrap();
+        resumed.check_same_run(&dir, &resumed.config()).unwrap();
         // A contradicting flag is named with both values; the probe may change.
         let changed = parse(&format!("cifar10 --resume {} --lr 0.01", dir.display())).unwrap();
         let err = changed
-            .check_same_run(&dir, &changed.settings())
+            .check_same_run(&dir, &changed.config())
             .unwrap_err()
             .to_string();
         assert!(err.contains("lr = 0.001") && err.contains("0.01"), "{err}");
         let probe = format!("cifar10 --resume {} --classifier-epochs 7", dir.display());
         let probe = parse(&probe).unwrap();
-        probe.check_same_run(&dir, &probe.settings()).unwrap();
+        probe.check_same_run(&dir, &probe.config()).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_config_reads_back_as_written() {
+        for line in [
+            "mnist",
+            "mnist --preset best --lr 0.003 --temperature 0.07 --limit 900 --seed 5 --knn",
+            "cifar10 --preset cpu-hour --crop-scale 0.35 --pretrain-range 0..1000 --raw-features",
+            "cifar10 --arch resnet34 --width 8 --pretrained w.safetensors --optimizer lars",
+        ] {
+            let config = parse(line).unwrap().config();
+            let text = serde_json::to_string_pretty(&config).unwrap();
+            let read: RunConfig = serde_json::from_str(&text).unwrap();
+            assert_eq!(read, config, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_run_of_the_earlier_runner_resumes_with_its_own_settings() {
+        for (command, text) in [("mnist", MNIST_CONFIG), ("cifar10 --knn", CIFAR_CONFIG)] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(RunConfig::FILE), text).unwrap();
+            let line = format!("{command} --resume {}", dir.path().display());
+            let resumed = parse(&line).unwrap();
+            let config = resumed.config();
+            resumed.check_same_run(dir.path(), &config).unwrap();
+            // Only what describes the process that wrote the file differs.
+            let stored: RunConfig = serde_json::from_str(text).unwrap();
+            let expected = RunConfig {
+                threads: config.threads,
+                git_commit: config.git_commit.clone(),
+                ..stored
+            };
+            assert_eq!(config, expected, "{command}");
+        }
     }
 
     #[test]
