@@ -5,11 +5,11 @@
 //! |---|---|---|
 //! | `1to32_28x28_b256` | [256, 1, 28, 28] | 1 → 32 (first layer: no input gradient) |
 //! | `32to64_14x14_b256` | [256, 32, 14, 14] | 32 → 64 |
-//! | `64to64_32x32_b128` | [128, 64, 32, 32] | 64 → 64 |
-//! | `128to128_16x16_b128` | [128, 128, 16, 16] | 128 → 128 |
+//! | `64to64_32x32_b128` | [128, 64, 32, 32] | 64 → 64 (Winograd F(4×4) by default) |
+//! | `128to128_16x16_b128` | [128, 128, 16, 16] | 128 → 128 (Winograd F(4×4)) |
 //! | `64to128_s2_32x32_b128` | [128, 64, 32, 32] | 64 → 128, stride 2 |
-//! | `256to256_8x8_b128` | [128, 256, 8, 8] | 256 → 256 (ResNet-18 stage 3: images grouped) |
-//! | `512to512_4x4_b128` | [128, 512, 4, 4] | 512 → 512 (ResNet-18 stage 4: images grouped) |
+//! | `256to256_8x8_b128` | [128, 256, 8, 8] | 256 → 256 (ResNet-18 stage 3; Winograd F(2×2)) |
+//! | `512to512_4x4_b128` | [128, 512, 4, 4] | 512 → 512 (ResNet-18 stage 4; Winograd F(2×2)) |
 //! | `16to16_32x32_b256` | [256, 16, 32, 32] | 16 → 16 (width-16 ResNet-18, both views of a batch of 128) |
 //! | `16to16_24x24_b256` | [256, 16, 24, 24] | the same at 24-pixel views: wide rows |
 //! | `32to32_12x12_b256` | [256, 32, 12, 12] | stage 2 at 24-pixel views: wide rows, images grouped |
@@ -17,6 +17,17 @@
 //! | `128to128_3x3_b256` | [256, 128, 3, 3] | stage 4 at 24-pixel views |
 //! | `3to16_24x24_b256` | [256, 3, 24, 24] | the stem at 24-pixel views |
 //! | `16to32_s2_24x24_b256` | [256, 16, 24, 24] | 16 → 32, stride 2, at 24-pixel views |
+//!
+//! Every 3×3 stride-1 shape with more than one input channel runs each path in turn, back to
+//! back (so that a shared machine's load hits them alike; compare the ratios, and repeat):
+//! `forward_gemm` / `forward_backward_gemm` (im2col or gathered GEMM), `…_winograd2`
+//! (Winograd F(2×2, 3×3)) and `…_winograd4` (F(4×4, 3×3)), forced with
+//! `simclr_tensor::ops::conv2d::force_path`. `Geometry::winograd` (in `cpu_kernel.rs`) lists
+//! the measured ratios and which shapes take Winograd by default: 64 → 64 at 32² and
+//! 128 → 128 at 16² (F(4×4), 1.5–1.8× the GEMM path forward + backward), 256 → 256 at 8² and
+//! 512 → 512 at 4² (F(2×2), 1.1–1.4×); every other shape here is as fast or faster on the
+//! GEMM path. The other shapes (stride 2, the first layer) run `forward` / `forward_backward`
+//! as dispatched.
 //!
 //! Throughput is reported with `Throughput::Elements(flops)`, so criterion's "elem/s" reads as
 //! FLOP/s. The forward counts `2·N·Cout·Ho·Wo·Cin·9` flops; forward + backward counts three
@@ -30,6 +41,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rand::{rngs::StdRng, SeedableRng};
+use simclr_tensor::ops::conv2d::{force_path, ConvPath, Tile};
 use simclr_tensor::{no_grad, Tensor};
 
 /// `(name, input shape, Cout, stride)`.
@@ -48,6 +60,14 @@ const CONVS: &[(&str, [usize; 4], usize, usize)] = &[
     ("128to128_3x3_b256", [256, 128, 3, 3], 128, 1),
     ("3to16_24x24_b256", [256, 3, 24, 24], 16, 1),
     ("16to32_s2_24x24_b256", [256, 16, 24, 24], 32, 2),
+];
+
+/// The paths a 3×3 stride-1 convolution can take, forced one after the other (suffix of the
+/// benchmark's name, path).
+const PATHS: &[(&str, ConvPath)] = &[
+    ("_gemm", ConvPath::Gemm),
+    ("_winograd2", ConvPath::Winograd(Tile::F2)),
+    ("_winograd4", ConvPath::Winograd(Tile::F4)),
 ];
 
 /// A scalar whose backward hands `gy` to `y` unchanged: `backward()` from it runs `y`'s
@@ -79,26 +99,40 @@ fn bench_conv(c: &mut Criterion) {
         let flops = 2 * xs[0] * cout * ho * wo * cin * 9;
         let gy = Tensor::randn(&[xs[0], cout, ho, wo], &mut rng).to_vec();
 
-        group.throughput(Throughput::Elements(flops as u64));
-        group.bench_function(BenchmarkId::new("forward", name), |bench| {
-            bench.iter(|| no_grad(|| x.conv2d(&w, Some(&b), stride, 1)).numel())
-        });
-
+        // Shapes Winograd applies to run each path in turn, back to back.
+        let paths = if stride == 1 && !first_layer {
+            PATHS
+        } else {
+            &[("", ConvPath::Auto)][..]
+        };
+        for &(suffix, path) in paths {
+            force_path(path);
+            group.throughput(Throughput::Elements(flops as u64));
+            let id = BenchmarkId::new(format!("forward{suffix}"), name);
+            group.bench_function(id, |bench| {
+                bench.iter(|| no_grad(|| x.conv2d(&w, Some(&b), stride, 1)).numel())
+            });
+        }
         let passes = if first_layer { 2 } else { 3 };
-        group.throughput(Throughput::Elements((passes * flops) as u64));
-        group.bench_function(BenchmarkId::new("forward_backward", name), |bench| {
-            bench.iter_batched(
-                || gy.clone(),
-                |gy| {
-                    for t in [&x, &w, &b] {
-                        t.zero_grad();
-                    }
-                    let y = x.conv2d(&w, Some(&b), stride, 1);
-                    inject(&y, gy).backward();
-                },
-                BatchSize::PerIteration,
-            )
-        });
+        for &(suffix, path) in paths {
+            force_path(path);
+            group.throughput(Throughput::Elements((passes * flops) as u64));
+            let id = BenchmarkId::new(format!("forward_backward{suffix}"), name);
+            group.bench_function(id, |bench| {
+                bench.iter_batched(
+                    || gy.clone(),
+                    |gy| {
+                        for t in [&x, &w, &b] {
+                            t.zero_grad();
+                        }
+                        let y = x.conv2d(&w, Some(&b), stride, 1);
+                        inject(&y, gy).backward();
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+        force_path(ConvPath::Auto);
     }
     group.finish();
 }

@@ -13,6 +13,7 @@
 
 use std::cell::RefCell;
 
+use super::winograd::{forced_path, ConvPath, Tile};
 use crate::gemm::{Gathered, STRIP};
 
 /// Sizes of one 2-D convolution: input `[n, cin, h, w]`, weight `[cout, cin, kh, kw]`,
@@ -555,6 +556,56 @@ impl Geometry {
     /// Length of one zero-padded image: `cin` padded planes.
     pub fn padded_image_len(&self) -> usize {
         self.cin * self.direct_scratch_len()
+    }
+
+    /// The Winograd tile size this convolution takes ([`super::winograd`]), if any: only 3×3
+    /// kernels with stride 1 and padding 1 and more than one input channel (one takes the
+    /// direct kernels) can, and of those only the shapes where it measures faster
+    /// ([`Self::winograd_pays`]), unless the thread [forces](super::force_path) a path.
+    pub fn winograd(&self) -> Option<Tile> {
+        let fits =
+            self.kh == 3 && self.kw == 3 && self.stride == 1 && self.pad == 1 && !self.is_direct();
+        if !fits {
+            return None;
+        }
+        match forced_path() {
+            ConvPath::Auto => self.winograd_pays(),
+            ConvPath::Gemm => None,
+            ConvPath::Winograd(tile) => Some(tile),
+        }
+    }
+
+    /// Where Winograd beats the GEMM path, forward + backward, as measured with
+    /// `benches/conv.rs`: FLOP/s of forward + backward over the GEMM path's, in two or three
+    /// runs of the bench on 2 cores shared with other jobs (each run alternates the paths
+    /// back to back; the runs differ by up to ±30%, so only clear margins count):
+    ///
+    /// | shape (batch 128, or 256 at 24 px) | F(2×2) | F(4×4) | taken |
+    /// |---|---|---|---|
+    /// | 64 → 64 at 32² | 1.24, 1.15 | 1.77, 1.47 | F(4×4) |
+    /// | 128 → 128 at 16² | 1.39, 1.31 | 1.78, 1.52 | F(4×4) |
+    /// | 256 → 256 at 8² | 2.1, 1.24, 1.13 | 1.47, 1.30 | F(2×2) |
+    /// | 512 → 512 at 4² | 0.97, 1.37, 1.21 | 1.03, 1.09 | F(2×2) |
+    /// | 32 → 64 at 14² (MNIST) | 1.07, 0.96 | 1.08, 0.69 | GEMM |
+    /// | 64 → 64 at 6² | 0.92 | 0.69 | GEMM |
+    /// | 128 → 128 at 3² | 0.79 | 0.80 | GEMM |
+    /// | 16 → 16 at 32² and 24², 32 → 32 at 12² | 0.69–0.91 | 0.65–1.09 | GEMM |
+    ///
+    /// So: at least 64 channels in and out (with fewer, the GEMMs' `K = Cin` is too thin to
+    /// run fast, and the transforms, whose cost per tile does not shrink with the channels,
+    /// eat the saving), images of at least 8 pixels a side, or 4 with 256 channels or more (on
+    /// small images the 16 GEMMs re-pack each `Cout × Cin` transformed filter for few tiles and
+    /// much of each input tile is padding, which only wide layers repay; 64 channels at 6² and
+    /// 128 at 3² measured slower). F(4×4) from 16 pixels on; F(2×2) below, where F(4×4) is no
+    /// faster (8²: within the noise) and rounds ~20× more ([`super::winograd`], *Accuracy*).
+    fn winograd_pays(&self) -> Option<Tile> {
+        let (channels, side) = (self.cin.min(self.cout), self.ho.min(self.wo));
+        match side {
+            16.. if channels >= 64 => Some(Tile::F4),
+            8.. if channels >= 64 => Some(Tile::F2),
+            4.. if channels >= 256 => Some(Tile::F2),
+            _ => None,
+        }
     }
 
     /// The convolution that computes this one's input gradient (stride 1): with the kernel

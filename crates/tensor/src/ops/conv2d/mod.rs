@@ -74,12 +74,19 @@
 //!   outputs is `kh·kw` fused multiply-adds; the weight gradient keeps one vector accumulator
 //!   per tap.
 //! - The input gradient is not computed when the input does not need one (the first layer).
+//! - 3×3 kernels with stride 1 and padding 1, at the shapes where it measures faster
+//!   ([`Geometry::winograd`]), take the [`winograd`] path instead: 16 (or 36) smaller GEMMs over
+//!   transformed tiles, 2.25× (or 4×) fewer multiplications.
 
 mod cpu_kernel;
 mod pooled;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+mod winograd;
+
+#[doc(hidden)]
+pub use winograd::{force_path, ConvPath, Tile};
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -230,6 +237,9 @@ fn per_group_tasks(groups: usize) -> bool {
 /// `Y = W · cols (+ b)` for the whole batch, one group of images ([`Geometry::group_images`])
 /// at a time.
 fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    if let Some(tile) = g.winograd() {
+        return winograd::forward(g, tile, x, w, bias);
+    }
     let mut y = vec![0.0; g.n * g.out_image()];
     if g.n == 0 {
         return y;
@@ -540,6 +550,9 @@ fn backward(
     need_w: bool,
     need_b: bool,
 ) -> Grads {
+    if let Some(tile) = g.winograd() {
+        return winograd::backward(g, tile, x, w, dy, need_x, need_w, need_b);
+    }
     let per_group = g.group_images();
     let groups = g.n.div_ceil(per_group);
     let gathering = g.gathers().then(|| Gathering::new(g, w, per_group, need_x));

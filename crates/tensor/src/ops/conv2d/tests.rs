@@ -81,10 +81,11 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 /// Shapes whose column matrix spans several L2 bands (and a strided one with a partial last
 /// band), and the direct single-channel kernels (rows of several 16-lane blocks with a short
 /// last one, 5×5 taps, and the generic-kernel fallback), and small images that share one
-/// column matrix per group (several groups, a short last one, stride 2, 1×1 stride 2) agree
-/// with [`reference`] in the output and all three gradients.
+/// column matrix per group (several groups, a short last one, stride 2, 1×1 stride 2), and
+/// both Winograd tile sizes, agree with [`reference`] in the output and all three gradients.
 #[test]
 fn every_path_matches_the_reference() {
+    let mut winograd_shapes = 0;
     for &(xs, ws, s, p) in &[
         ([2, 64, 12, 40], [8, 64, 3, 3], 1, 1),
         ([3, 48, 15, 33], [5, 48, 3, 3], 2, 1),
@@ -122,6 +123,12 @@ fn every_path_matches_the_reference() {
         ([9, 16, 12, 12], [8, 16, 3, 3], 1, 1),
         ([2, 5, 10, 24], [3, 5, 3, 3], 1, 1),
         ([1, 4, 20, 21], [3, 4, 5, 5], 1, 2),
+        // Winograd (`Geometry::winograd`: 3×3, stride 1, padding 1, 64 channels or more):
+        // F(4×4) from 16 pixels a side (a partial last tile row and column at 17×18, batch 1),
+        // F(2×2) below (odd sizes: partial tiles).
+        ([2, 64, 16, 16], [64, 64, 3, 3], 1, 1),
+        ([1, 64, 17, 18], [72, 64, 3, 3], 1, 1),
+        ([3, 64, 9, 11], [64, 64, 3, 3], 1, 1),
     ] {
         let (x, w, b) = (
             rand(&xs, 4).set_requires_grad(true),
@@ -133,12 +140,19 @@ fn every_path_matches_the_reference() {
         y.mul(&dy).sum().backward();
         let ny = reference::forward(&x, &w, Some(&b), s, p);
         let (ndx, ndw, ndb) = reference::backward(&x, &w, &dy.to_vec(), s, p);
-        let tol = 1e-4;
+        // F(4×4) Winograd rounds ~20× more than the GEMM paths (its module doc, *Accuracy*).
+        let g = super::geometry(&xs, &ws, None, s, p);
+        let tol = match g.winograd() {
+            Some(super::Tile::F4) => 1e-3,
+            _ => 1e-4,
+        };
+        winograd_shapes += usize::from(g.winograd().is_some());
         assert_close("y", &y.to_vec(), &ny, tol);
         assert_close("dx", &x.grad().unwrap().to_vec(), &ndx, tol);
         assert_close("dw", &w.grad().unwrap().to_vec(), &ndw, tol);
         assert_close("db", &b.grad().unwrap().to_vec(), &ndb, tol);
     }
+    assert_eq!(winograd_shapes, 3, "the Winograd shapes take it");
 }
 
 #[test]
