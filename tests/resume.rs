@@ -1,13 +1,15 @@
 //! Pretraining on a tiny model and tiny synthetic data: a run stopped after an epoch, or killed
-//! in the middle of one, resumes to the same weights — bit for bit — as an unbroken run; a NaN
-//! loss stops the run naming the step and keeps the last good checkpoint.
+//! in the middle of one, resumes to the same weights — bit for bit — as an unbroken run, from
+//! the last epoch's checkpoint or from one written inside the epoch; a NaN loss stops the run
+//! naming the step and keeps the last good checkpoint.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::time::Duration;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simclr_contrastive::{
-    pretrain, read_run_state, resume, PretrainConfig, PretrainError, SimClr, TrainEvent,
+    pretrain, read_run_state, resume, EpochStats, PretrainConfig, PretrainError, SimClr, TrainEvent,
 };
 use simclr_data::{mnist, Augmenter, DatasetKind, ImageSet, Loader, LoaderConfig, Recipe};
 use simclr_nn::{Adam, AdamConfig, Flatten, Linear, Module, Optimizer, ProjectionHead, ReLU};
@@ -63,6 +65,7 @@ fn config(dir: &Path, epochs: usize) -> PretrainConfig {
         schedule: Schedule::warmup_cosine(3e-3, 3, EPOCHS * 4),
         run_dir: Some(dir.to_path_buf()),
         max_steps_per_epoch: None,
+        checkpoint_every: None,
     }
 }
 
@@ -322,4 +325,180 @@ fn events_serialise_as_json_lines() {
     assert!(lines[3].contains("\"mean_loss\""), "{}", lines[3]);
     assert_eq!(summary.epochs[0].steps, 2);
     assert!(summary.epochs[0].mean_loss.is_finite());
+}
+
+/// What an unbroken run leaves: its weights and optimizer state, its epochs' statistics and
+/// its final checkpoint's bytes.
+struct Unbroken {
+    snapshot: Vec<(String, Vec<u32>)>,
+    epochs: Vec<EpochStats>,
+    checkpoint: Vec<u8>,
+}
+
+fn unbroken_run_with_its_checkpoint() -> Unbroken {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(SEED);
+    let mut opt = adam(&model);
+    let cfg = config(dir.path(), EPOCHS);
+    let summary = pretrain(&model, &mut opt, &loader(SEED), &cfg, |_| {}).unwrap();
+    Unbroken {
+        snapshot: snapshot(&model, &opt),
+        epochs: summary.epochs,
+        checkpoint: std::fs::read(dir.path().join("checkpoint.safetensors")).unwrap(),
+    }
+}
+
+/// A run checkpointing after every step, killed when step `kill_at` is reported (so its last
+/// checkpoint is the one after step `kill_at - 1`).
+fn run_killed_at_step(dir: &Path, kill_at: usize) {
+    let killed = catch_unwind(AssertUnwindSafe(|| {
+        let model = tiny_model(SEED);
+        let mut opt = adam(&model);
+        let cfg = PretrainConfig {
+            checkpoint_every: Some(Duration::ZERO),
+            ..config(dir, EPOCHS)
+        };
+        pretrain(&model, &mut opt, &loader(SEED), &cfg, |e| {
+            if matches!(e, TrainEvent::Step(s) if s.step == kill_at) {
+                panic!("killed at step {kill_at}");
+            }
+        })
+    }));
+    assert!(killed.is_err(), "the run was not killed at step {kill_at}");
+}
+
+#[test]
+fn killed_after_any_step_resumes_from_the_checkpoint_inside_the_epoch_bit_identically() {
+    let expected = unbroken_run_with_its_checkpoint();
+    // Every step of the 3 × 4-step run but the first: the last checkpoint is inside an epoch
+    // (after batch 0, 1 or 2) or at its end.
+    for kill_at in 1..EPOCHS * 4 {
+        let dir = tempfile::tempdir().unwrap();
+        run_killed_at_step(dir.path(), kill_at);
+        let state = read_run_state(dir.path()).unwrap().unwrap();
+        let (epoch, batch) = (kill_at / 4, kill_at % 4);
+        assert_eq!(
+            (
+                state.epochs_done,
+                state.epoch_progress.batches,
+                state.global_step
+            ),
+            (epoch, batch, kill_at),
+            "the checkpoint before step {kill_at}"
+        );
+        assert_eq!(state.epoch_progress.images, 12 * batch);
+
+        // A fresh process, checkpointing at the ends of epochs only: the interval changes
+        // nothing that is computed.
+        let model = tiny_model(54321);
+        let mut opt = adam(&model);
+        let mut events = Vec::new();
+        let summary = resume(
+            &model,
+            &mut opt,
+            &loader(SEED),
+            &config(dir.path(), EPOCHS),
+            |e| events.push(e.clone()),
+        )
+        .unwrap();
+        let TrainEvent::Started {
+            start_epoch,
+            start_batch,
+            global_step,
+            ..
+        } = events[0]
+        else {
+            panic!("the first event is {:?}", events[0]);
+        };
+        assert_eq!(
+            (start_epoch, start_batch, global_step),
+            (epoch, batch, kill_at)
+        );
+        let steps: Vec<(usize, usize)> = events
+            .iter()
+            .filter_map(|e| match e {
+                TrainEvent::Step(s) => Some((s.step, s.batch)),
+                _ => None,
+            })
+            .collect();
+        let remaining: Vec<(usize, usize)> = (kill_at..EPOCHS * 4).map(|s| (s, s % 4)).collect();
+        assert_eq!(steps, remaining, "resumed at step {kill_at}");
+        assert!(
+            snapshot(&model, &opt) == expected.snapshot,
+            "killed at step {kill_at}: the resumed weights differ from the unbroken run's"
+        );
+        let checkpoint = std::fs::read(dir.path().join("checkpoint.safetensors")).unwrap();
+        assert!(
+            checkpoint == expected.checkpoint,
+            "killed at step {kill_at}: the final checkpoint differs from the unbroken run's"
+        );
+        // The epoch resumed inside reports the whole epoch, as the unbroken run did.
+        let resumed_epoch = &summary.epochs[0];
+        let unbroken_epoch = &expected.epochs[epoch];
+        assert_eq!(
+            (
+                resumed_epoch.epoch,
+                resumed_epoch.steps,
+                resumed_epoch.images
+            ),
+            (epoch, 4, 48)
+        );
+        assert_eq!(
+            resumed_epoch.mean_loss.to_bits(),
+            unbroken_epoch.mean_loss.to_bits(),
+            "the mean loss of epoch {epoch}, resumed after batch {batch}"
+        );
+        assert!(resumed_epoch.seconds > 0.0);
+    }
+}
+
+#[test]
+fn checkpoints_inside_epochs_are_written_when_the_interval_has_passed() {
+    let events_with = |every: Option<Duration>| {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny_model(SEED);
+        let mut opt = adam(&model);
+        let cfg = PretrainConfig {
+            checkpoint_every: every,
+            ..config(dir.path(), 2)
+        };
+        let mut events = Vec::new();
+        pretrain(&model, &mut opt, &loader(SEED), &cfg, |e| {
+            events.push(e.clone())
+        })
+        .unwrap();
+        // Ends at an epoch boundary, so the file reads as one of before mid-epoch checkpoints.
+        let state = read_run_state(dir.path()).unwrap().unwrap();
+        assert!(state.epoch_progress.is_epoch_start());
+        events
+    };
+    let written = |events: &[TrainEvent]| -> Vec<(usize, usize, usize)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                TrainEvent::Checkpoint(c) => Some((c.epoch, c.batches_done, c.global_step)),
+                _ => None,
+            })
+            .collect()
+    };
+    // Zero: after every step but an epoch's last, whose checkpoint is the epoch's own.
+    let every_step = events_with(Some(Duration::ZERO));
+    assert_eq!(
+        written(&every_step),
+        vec![
+            (0, 1, 1),
+            (0, 2, 2),
+            (0, 3, 3),
+            (1, 1, 5),
+            (1, 2, 6),
+            (1, 3, 7)
+        ]
+    );
+    let json = serde_json::to_string(&every_step[2]).unwrap();
+    assert!(
+        json.starts_with(r#"{"event":"checkpoint","epoch":0,"batches_done":1,"#),
+        "{json}"
+    );
+    assert!(written(&events_with(Some(Duration::from_secs(3600)))).is_empty());
+    assert!(written(&events_with(None)).is_empty());
 }

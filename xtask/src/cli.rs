@@ -174,6 +174,13 @@ pub struct ExperimentArgs {
     /// the monitor off.
     #[arg(long, default_value_t = 1000)]
     pub knn_monitor: usize,
+    /// Also checkpoint inside pretraining epochs, after the first step that ends this many
+    /// minutes after the last checkpoint (0: after every step), so a run stopped hard resumes
+    /// from its last minutes of work rather than from the start of the epoch. The checkpoint
+    /// at the end of every epoch is always written; the interval does not change the run's
+    /// results, so `--resume` may give another.
+    #[arg(long, default_value_t = 10.0, value_name = "N")]
+    pub checkpoint_minutes: f64,
 }
 
 /// `cargo xtask mnist`.

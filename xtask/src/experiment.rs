@@ -2,7 +2,7 @@
 //! head → clustering baselines → `results.json`, `report.md` and plots in the run directory.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, SeedableRng};
@@ -181,6 +181,7 @@ fn pretrain_phase(
         schedule: exp.schedule(loader.len()),
         run_dir: Some(run.path.clone()),
         max_steps_per_epoch: None,
+        checkpoint_every: Some(Duration::from_secs_f64(60.0 * a.checkpoint_minutes)),
     };
     let monitor = knn_monitor_sets(train, &exp.split, labeled, a.knn_monitor)?;
     let norm = exp.kind.normalize();
@@ -199,6 +200,7 @@ fn pretrain_phase(
         match event {
             TrainEvent::Started {
                 start_epoch,
+                start_batch,
                 steps_per_epoch,
                 resumed,
                 ..
@@ -209,10 +211,16 @@ fn pretrain_phase(
                         start_epoch + 1,
                         exp.epochs
                     ));
+                } else if *resumed && *start_batch > 0 {
+                    phase.println(&format!(
+                        "resuming at epoch {}, batch {} of {steps_per_epoch}",
+                        start_epoch + 1,
+                        start_batch + 1
+                    ));
                 } else if *resumed {
                     phase.println(&format!("resuming at epoch {}", start_epoch + 1));
                 }
-                phase.update((start_epoch * steps_per_epoch) as u64, "");
+                phase.update((start_epoch * steps_per_epoch + start_batch) as u64, "");
             }
             TrainEvent::Step(s) => {
                 phase.update(
@@ -248,6 +256,8 @@ fn pretrain_phase(
                     knn.unwrap_or_default()
                 ));
             }
+            // Recorded in metrics.jsonl only: every few minutes, not worth a line.
+            TrainEvent::Checkpoint(_) => {}
         }
     };
     // Small views first (if any), then full-size ones: the second part continues the first

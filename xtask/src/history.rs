@@ -3,9 +3,12 @@
 //!
 //! A run killed and resumed is several processes writing one `metrics.jsonl`. A resumed process
 //! first replays that log, then records its own events on top, so its plots and its
-//! pretraining time cover the whole run, not just its own part. A resume restarts at the epoch
-//! after the last checkpoint, so the log can hold a few steps of an epoch that was redone: every
-//! `started` event drops what was recorded for its epoch and later.
+//! pretraining time cover the whole run, not just its own part. A resume restarts at the step
+//! after the last checkpoint — the start of an epoch, or a batch inside one if the checkpoint
+//! was written there — so the log can hold steps that were redone: every `started` event drops
+//! the steps recorded from its global step on, and the epochs (and their kNN passes) from its
+//! epoch on. An epoch resumed inside is recorded once, by the `epoch` event that ends it, whose
+//! statistics cover its batches before the checkpoint too.
 
 use std::path::Path;
 
@@ -65,7 +68,12 @@ impl History {
     /// Adds one pretraining event.
     pub fn record(&mut self, event: &TrainEvent) {
         match event {
-            TrainEvent::Started { start_epoch, .. } => self.drop_from(*start_epoch),
+            TrainEvent::Started {
+                start_epoch,
+                global_step,
+                steps_per_epoch,
+                ..
+            } => self.drop_from(*start_epoch, *global_step, *steps_per_epoch),
             TrainEvent::Step(s) => self
                 .step_losses
                 .push((s.step as f64 / s.batches as f64, s.loss as f64)),
@@ -74,6 +82,7 @@ impl History {
                     .push((e.epoch as f64 + 0.5, e.mean_loss as f64));
                 self.epochs.push(e.clone());
             }
+            TrainEvent::Checkpoint(_) => {}
         }
     }
 
@@ -103,10 +112,13 @@ impl History {
         }
     }
 
-    /// Forgets everything recorded for epoch `epoch` and later (they are about to be rerun).
-    fn drop_from(&mut self, epoch: usize) {
+    /// Forgets the steps from global step `step` on and the epochs from `epoch` on: a run
+    /// resumes there (`step` is `epoch · steps_per_epoch` plus the batches of `epoch` done).
+    fn drop_from(&mut self, epoch: usize, step: usize, steps_per_epoch: usize) {
+        // Computed as each step's own position is, so the step resumed at compares equal.
+        let first_redone = step as f64 / steps_per_epoch.max(1) as f64;
+        self.step_losses.retain(|&(x, _)| x < first_redone);
         let start = epoch as f64;
-        self.step_losses.retain(|&(x, _)| x < start);
         self.epoch_losses.retain(|&(x, _)| x < start);
         self.knn_curve.retain(|&(x, _)| x <= start);
         self.knn_seconds.retain(|&(x, _)| x <= start);
@@ -129,6 +141,37 @@ mod tests {
             json!({"event": "started", "start_epoch": start_epoch, "epochs": 3,
                    "steps_per_epoch": 2, "global_step": start_epoch * 2,
                    "resumed": start_epoch > 0}),
+        )
+    }
+
+    /// A `started` event of a run resumed at batch `start_batch` of `start_epoch`, with
+    /// `steps_per_epoch` steps an epoch.
+    fn started_at(start_epoch: usize, start_batch: usize, steps_per_epoch: usize) -> String {
+        line(
+            "pretrain",
+            json!({"event": "started", "start_epoch": start_epoch, "start_batch": start_batch,
+                   "epochs": 3, "steps_per_epoch": steps_per_epoch,
+                   "global_step": start_epoch * steps_per_epoch + start_batch,
+                   "resumed": true}),
+        )
+    }
+
+    /// Step `batch` of `epoch` with 3 steps an epoch.
+    fn step_of_3(epoch: usize, batch: usize, loss: f32) -> String {
+        line(
+            "pretrain",
+            json!({"event": "step", "epoch": epoch, "batch": batch, "batches": 3,
+                   "step": epoch * 3 + batch, "loss": loss, "lr": 1e-3, "images": 4,
+                   "seconds": 0.5, "images_per_s": 8.0, "data_wait_seconds": 0.0}),
+        )
+    }
+
+    fn checkpoint(epoch: usize, batches_done: usize) -> String {
+        line(
+            "pretrain",
+            json!({"event": "checkpoint", "epoch": epoch, "batches_done": batches_done,
+                   "global_step": epoch * 3 + batches_done, "path": "checkpoint.safetensors",
+                   "seconds": 0.25}),
         )
     }
 
@@ -180,6 +223,49 @@ mod tests {
         assert_eq!(h.knn_curve, vec![(1.0, 0.4)]);
         assert_eq!(h.epochs.len(), 2);
         assert_eq!(h.seconds(), 1.0 + 1.0 + 2.0);
+        assert_eq!(h.images_per_s(), 8.0);
+    }
+
+    #[test]
+    fn a_run_resumed_inside_an_epoch_counts_each_step_and_epoch_once() {
+        let epoch_of_3 = |epoch: usize, loss: f32, seconds: f64| {
+            line(
+                "pretrain",
+                json!({"event": "epoch", "epoch": epoch, "steps": 3, "mean_loss": loss,
+                       "images": 12, "seconds": seconds, "images_per_s": 12.0 / seconds,
+                       "checkpoint": "checkpoint.safetensors"}),
+            )
+        };
+        let lines = [
+            started_at(0, 0, 3),
+            step_of_3(0, 0, 6.0),
+            step_of_3(0, 1, 5.0),
+            step_of_3(0, 2, 4.0),
+            epoch_of_3(0, 5.0, 1.5),
+            step_of_3(1, 0, 3.0),
+            checkpoint(1, 1),
+            step_of_3(1, 1, 2.5), // killed here, after the checkpoint inside epoch 1
+            started_at(1, 1, 3),
+            step_of_3(1, 1, 2.0),
+            checkpoint(1, 2),
+            step_of_3(1, 2, 1.0),
+            // The epoch's statistics include its step before the checkpoint.
+            epoch_of_3(1, 2.0, 1.5),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let h = History::replay(&path).unwrap();
+        // Steps 0..6 once each: the step redone after the checkpoint replaces the first try.
+        let expected: Vec<(f64, f64)> = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
+            .into_iter()
+            .enumerate()
+            .map(|(step, loss)| (step as f64 / 3.0, loss))
+            .collect();
+        assert_eq!(h.step_losses, expected);
+        assert_eq!(h.epoch_losses, vec![(0.5, 5.0), (1.5, 2.0)]);
+        assert_eq!(h.epochs.len(), 2);
+        assert_eq!(h.seconds(), 3.0);
         assert_eq!(h.images_per_s(), 8.0);
     }
 

@@ -6,8 +6,8 @@
 //! [`RunConfig::load`], so the file has one shape, checked in one place.
 //!
 //! Settings added after the first runs (`preset`, `schedule`, `crop_scale`, `view_size`,
-//! `full_size_epochs`, `knn_monitor`, `standardized_features`) default to what the runner did
-//! before it recorded them, so older files still load.
+//! `full_size_epochs`, `knn_monitor`, `standardized_features`, `checkpoint_minutes`) default
+//! to what the runner did before it recorded them, so older files still load.
 
 use std::ops::Range;
 use std::path::Path;
@@ -81,6 +81,10 @@ pub(crate) struct RunConfig {
     /// Held-out images of the kNN monitor (0: off, as before the monitor existed).
     #[serde(default)]
     pub knn_monitor: usize,
+    /// Informational: the minutes between checkpoints inside epochs of the process that
+    /// wrote the file (absent: at the ends of epochs only, as before the option).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_minutes: Option<f64>,
     /// Whether the linear head sees standardised features (before the option: raw ones).
     #[serde(default)]
     pub standardized_features: bool,
@@ -136,7 +140,8 @@ impl RunConfig {
 
     /// Whether `self` and `given` agree on each setting a resumed run must keep, by its name
     /// in `config.json`. Epochs may grow under a constant rate (under `given`'s schedule);
-    /// the probe, the baselines, the kNN options and the thread count are free to change.
+    /// the probe, the baselines, the kNN options, the thread count and the checkpoint
+    /// interval are free to change.
     fn run_defining_agreement(&self, given: &RunConfig) -> Vec<(&'static str, bool)> {
         let (a, b) = (self, given);
         let mut agreement = vec![
@@ -322,7 +327,7 @@ pub(crate) mod tests {
 }"#;
 
     /// The settings that a resumed run may change (with `epochs` under a constant rate).
-    const FREE: [&str; 11] = [
+    const FREE: [&str; 12] = [
         "epochs",
         "classifier_epochs",
         "classifier_batch_size",
@@ -332,6 +337,7 @@ pub(crate) mod tests {
         "baselines",
         "knn",
         "knn_monitor",
+        "checkpoint_minutes",
         "standardized_features",
         "git_commit",
     ];
@@ -453,7 +459,10 @@ pub(crate) mod tests {
 
     #[test]
     fn every_setting_is_either_run_defining_or_free_to_change() {
-        let config = parsed(CIFAR_CONFIG);
+        let config = RunConfig {
+            checkpoint_minutes: Some(10.0),
+            ..parsed(CIFAR_CONFIG)
+        };
         let agreement = config.run_defining_agreement(&config);
         assert!(agreement.iter().all(|&(_, same)| same));
         let names: BTreeSet<&str> = agreement
@@ -476,6 +485,7 @@ pub(crate) mod tests {
         let stored = parsed(CIFAR_CONFIG);
         let mut given = stored.clone();
         (given.classifier_epochs, given.threads, given.knn) = (7, 1, false);
+        given.checkpoint_minutes = Some(0.5);
         given.labeled_range = 0..10_000;
         assert_eq!(stored.contradiction(&given), None);
         given.lr = 0.01;

@@ -236,6 +236,12 @@ impl Experiment {
         if epochs == 0 {
             bail!("--epochs must be at least 1");
         }
+        if !(args.checkpoint_minutes.is_finite() && args.checkpoint_minutes >= 0.0) {
+            bail!(
+                "--checkpoint-minutes must be a finite number of minutes, 0 or more, got {}",
+                args.checkpoint_minutes
+            );
+        }
         let temperature = args.temperature.unwrap_or(d.temperature);
         if !(temperature.is_finite() && temperature > 0.0) {
             bail!("--temperature must be positive and finite, got {temperature}");
@@ -425,6 +431,7 @@ impl Experiment {
             baselines: self.baselines,
             knn: a.knn,
             knn_monitor: a.knn_monitor,
+            checkpoint_minutes: Some(a.checkpoint_minutes),
             standardized_features: !a.raw_features,
             resnet: self.resnet.clone(),
             git_commit: git_commit(),
@@ -611,6 +618,7 @@ mod tests {
             let stored: RunConfig = serde_json::from_str(text).unwrap();
             let expected = RunConfig {
                 threads: config.threads,
+                checkpoint_minutes: config.checkpoint_minutes,
                 git_commit: config.git_commit.clone(),
                 ..stored
             };
@@ -624,6 +632,8 @@ mod tests {
         assert!(err("mnist --preset cpu-hour").contains("CIFAR-10"));
         assert!(err("cifar10 --preset best").contains("MNIST"));
         assert!(err("mnist --temperature inf").contains("--temperature"));
+        assert!(err("mnist --checkpoint-minutes=-1").contains("--checkpoint-minutes"));
+        assert!(err("mnist --checkpoint-minutes inf").contains("--checkpoint-minutes"));
         assert!(err("mnist --temperature 0").contains("--temperature"));
         assert!(err("mnist --lr NaN").contains("--lr"));
         assert!(err("mnist --crop-scale 1.5").contains("--crop-scale"));

@@ -271,3 +271,59 @@ fn a_killed_run_resumes_to_the_unbroken_runs_checkpoint_byte_for_byte() {
     assert_eq!(pretrain_seconds(&unbroken), finished);
     assert!(checkpoint(&unbroken) == checkpoint(&killed));
 }
+
+#[test]
+fn a_run_killed_after_a_checkpoint_inside_an_epoch_resumes_byte_for_byte() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_dataset(&data, &clean_files());
+    let (unbroken, killed) = (
+        scratch.path().join("unbroken"),
+        scratch.path().join("killed"),
+    );
+    let epochs = 4;
+    let status = xtask_mnist(&data, epochs, &["--out", path_str(&unbroken)])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // Checkpoints after every step; SIGKILL once one inside an epoch is written.
+    let every_step = ["--checkpoint-minutes", "0"];
+    let mut child = xtask_mnist(&data, epochs, &["--out", path_str(&killed)])
+        .args(every_step)
+        .spawn()
+        .unwrap();
+    let metrics = killed.join("metrics.jsonl");
+    while !std::fs::read_to_string(&metrics).is_ok_and(|t| t.contains(r#""event":"checkpoint""#)) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    // Inside an epoch, unless the kill came after an epoch's last step.
+    let stopped_at = simclr_contrastive::read_run_state(&killed)
+        .unwrap()
+        .expect("a checkpoint")
+        .epoch_progress
+        .batches;
+    let status = xtask_mnist(&data, epochs, &["--resume", path_str(&killed)])
+        .args(every_step)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let checkpoint = |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
+    assert!(
+        checkpoint(&unbroken) == checkpoint(&killed),
+        "the resumed run's checkpoint differs from the unbroken run's"
+    );
+    let log = std::fs::read_to_string(&metrics).unwrap();
+    let resumed = log
+        .lines()
+        .filter(|l| l.contains(r#""event":"started""#))
+        .nth(1)
+        .expect("a started event of the resumed process");
+    let resumed: serde_json::Value = serde_json::from_str(resumed).unwrap();
+    assert_eq!(resumed["data"]["resumed"], true);
+    assert_eq!(resumed["data"]["start_batch"], stopped_at);
+}

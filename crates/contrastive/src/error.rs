@@ -7,8 +7,8 @@ use simclr_nn::CheckpointError;
 /// Why pretraining (or resuming it) stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PretrainError {
-    /// The loss became NaN or infinite; nothing was updated at that step and the checkpoint
-    /// of the last completed epoch (if any) is left as it was.
+    /// The loss became NaN or infinite; nothing was updated at that step and the last
+    /// checkpoint written (if any) is left as it was.
     #[error(
         "the loss is {loss} at step {step} (epoch {epoch}, batch {batch}); {}",
         match last_good { Some(p) => format!("the last good checkpoint is {}", p.display()),
@@ -23,11 +23,11 @@ pub enum PretrainError {
         batch: usize,
         /// The value.
         loss: f32,
-        /// The checkpoint of the last completed epoch, untouched.
+        /// The last checkpoint written (at an epoch's end or inside one), untouched.
         last_good: Option<PathBuf>,
     },
     /// An update made a weight NaN or infinite (a learning rate far too large, say); the
-    /// checkpoint of the last completed epoch (if any) is left as it was.
+    /// last checkpoint written (if any) is left as it was.
     #[error(
         "the update of step {step} (epoch {epoch}, batch {batch}) made \
          `{parameter}` non-finite, so the learning rate is probably too large; {}",
@@ -43,7 +43,7 @@ pub enum PretrainError {
         batch: usize,
         /// The first parameter with a non-finite value.
         parameter: String,
-        /// The checkpoint of the last completed epoch, untouched.
+        /// The last checkpoint written (at an epoch's end or inside one), untouched.
         last_good: Option<PathBuf>,
     },
     /// Saving or loading a checkpoint failed.

@@ -46,7 +46,7 @@ pub mod model;
 pub mod nt_xent;
 pub mod pretrain;
 
-pub use checkpoint::{load_checkpoint, read_run_state, save_checkpoint, RunState};
+pub use checkpoint::{load_checkpoint, read_run_state, save_checkpoint, EpochProgress, RunState};
 pub use error::{EvalError, PretrainError};
 pub use features::{extract_features, features_of};
 pub use knn::{knn_accuracy, knn_eval, KnnConfig, KnnReport};
@@ -57,5 +57,6 @@ pub use linear_eval::{
 pub use model::SimClr;
 pub use nt_xent::{check_nt_xent_shape, nt_xent};
 pub use pretrain::{
-    pretrain, resume, EpochStats, PretrainConfig, PretrainSummary, StepStats, TrainEvent,
+    pretrain, resume, EpochStats, MidEpochCheckpoint, PretrainConfig, PretrainSummary, StepStats,
+    TrainEvent,
 };

@@ -16,23 +16,34 @@
 //! `&*model.encoder` at each [`TrainEvent::Epoch`]): the loop puts it back in training mode at
 //! the start of every epoch.
 //!
-//! At the end of every epoch, when a run directory is given, the model, the optimizer and the
-//! run's position are saved (see [`crate::checkpoint`]); [`resume`] continues from there and
-//! reproduces an unbroken run bit for bit. A NaN or infinite loss stops the run *before* that
-//! step's update with [`PretrainError::NonFiniteLoss`] naming the step, and an update that
-//! leaves a weight NaN or infinite stops it with [`PretrainError::NonFiniteWeights`] naming
-//! the step and the parameter; either way no checkpoint is written from the bad weights and
-//! the one of the last completed epoch stays as it was.
+//! When a run directory is given, the model, the optimizer and the run's position are saved
+//! (see [`crate::checkpoint`]) at the end of every epoch and — with
+//! [`PretrainConfig::checkpoint_every`] — inside epochs too, after the first step that
+//! completes once that much wall time has passed since the last checkpoint (reported as
+//! [`TrainEvent::Checkpoint`]). A checkpoint inside an epoch also records the batches of the
+//! epoch done and the partial sums of its statistics. [`resume`] continues from the last
+//! checkpoint — at the next batch of the epoch in progress, the loader starting the epoch there
+//! without making the batches before it ([`Loader::epoch_from`]) — and reproduces an unbroken
+//! run bit for bit, however often and wherever it was checkpointed: saving reads the weights
+//! and changes nothing. A run killed hard thus loses at most the interval's work.
+//!
+//! A NaN or infinite loss stops the run *before* that step's update with
+//! [`PretrainError::NonFiniteLoss`] naming the step, and an update that leaves a weight NaN or
+//! infinite stops it with [`PretrainError::NonFiniteWeights`] naming the step and the
+//! parameter; either way no checkpoint is written from the bad weights and the last one
+//! written stays as it was.
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use simclr_data::Loader;
+use simclr_data::{Batch, Loader};
 use simclr_nn::{Module, Optimizer, Schedule};
 use simclr_tensor::Tensor;
 
-use crate::checkpoint::{checkpoint_path, load_checkpoint, save_checkpoint, RunState};
+use crate::checkpoint::{
+    checkpoint_path, load_checkpoint, save_checkpoint, EpochProgress, RunState,
+};
 use crate::error::PretrainError;
 use crate::model::SimClr;
 use crate::nt_xent::nt_xent;
@@ -51,6 +62,11 @@ pub struct PretrainConfig {
     pub run_dir: Option<PathBuf>,
     /// Stop each epoch after this many steps (quick runs and tests); `None` = whole epochs.
     pub max_steps_per_epoch: Option<usize>,
+    /// With a `run_dir`, also checkpoint inside epochs: after the first step that ends at
+    /// least this long after the last checkpoint (or the start of this call). `None`: at the
+    /// ends of epochs only; `Some(Duration::ZERO)`: after every step. It does not change what
+    /// the run computes, so a run may be resumed with another interval.
+    pub checkpoint_every: Option<Duration>,
 }
 
 impl PretrainConfig {
@@ -62,6 +78,7 @@ impl PretrainConfig {
             schedule: Schedule::Constant(1e-3),
             run_dir: None,
             max_steps_per_epoch: None,
+            checkpoint_every: None,
         }
     }
 }
@@ -110,14 +127,34 @@ pub struct EpochStats {
     pub checkpoint: Option<PathBuf>,
 }
 
+/// A checkpoint written inside an epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MidEpochCheckpoint {
+    /// Epoch (0-based) in progress.
+    pub epoch: usize,
+    /// Batches of that epoch done (a resume starts at this batch).
+    pub batches_done: usize,
+    /// Optimizer steps of the run done.
+    pub global_step: usize,
+    /// The file written.
+    pub path: PathBuf,
+    /// Wall time of the write (not counted in the epoch's time).
+    pub seconds: f64,
+}
+
 /// Progress of a pretraining run, reported to the caller's callback.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TrainEvent {
-    /// The loop is about to run epochs `start_epoch..epochs`.
+    /// The loop is about to run epochs `start_epoch..epochs`, the first from batch
+    /// `start_batch` on.
     Started {
         /// First epoch to run (non-zero when resumed).
         start_epoch: usize,
+        /// First batch of `start_epoch` to run (non-zero when resumed from a checkpoint
+        /// written inside that epoch; absent from logs written before such checkpoints).
+        #[serde(default)]
+        start_batch: usize,
         /// Total epochs of the run.
         epochs: usize,
         /// Steps per epoch.
@@ -129,8 +166,13 @@ pub enum TrainEvent {
     },
     /// One optimizer step.
     Step(StepStats),
-    /// One epoch (after its checkpoint was written).
+    /// One epoch (after its checkpoint was written). The statistics of an epoch resumed
+    /// inside cover the whole epoch: its batches before the checkpoint, as recorded there, and
+    /// those after.
     Epoch(EpochStats),
+    /// A checkpoint written inside an epoch, after the step of the same `global_step - 1`.
+    /// Steps logged after it are redone if the run is killed before the next checkpoint.
+    Checkpoint(MidEpochCheckpoint),
 }
 
 /// The outcome of [`pretrain`] / [`resume`].
@@ -160,13 +202,15 @@ pub fn pretrain(
         temperature: cfg.temperature,
         batch_size: loader.config().batch_size,
         last_epoch_loss: f32::NAN,
+        epoch_progress: EpochProgress::default(),
     };
     run(model, optimizer, loader, cfg, start, false, on_event)
 }
 
 /// Loads the checkpoint in `cfg.run_dir` into `model` and `optimizer` (built exactly as for
-/// the original run) and continues the run up to `cfg.epochs`. The loader must have the
-/// original seed and batch size, and `cfg` the original temperature and schedule.
+/// the original run) and continues the run up to `cfg.epochs`, from the batch after the
+/// checkpoint (inside an epoch if it was written there). The loader must have the original
+/// images, seed and batch size, and `cfg` the original temperature and schedule.
 pub fn resume(
     model: &SimClr,
     optimizer: &mut dyn Optimizer,
@@ -205,6 +249,13 @@ pub fn resume(
             state.temperature, cfg.temperature
         )));
     }
+    if state.epoch_progress.batches > loader.len() {
+        return Err(mismatch(format!(
+            "it was written after batch {} of an epoch, the loader has {} batches an epoch",
+            state.epoch_progress.batches,
+            loader.len()
+        )));
+    }
     run(model, optimizer, loader, cfg, state, true, on_event)
 }
 
@@ -218,100 +269,73 @@ fn run(
     mut on_event: impl FnMut(&TrainEvent),
 ) -> Result<PretrainSummary, PretrainError> {
     let started = Instant::now();
-    let lcfg = loader.config();
-    if lcfg.views != 2 {
-        return Err(PretrainError::NoBatches(format!(
-            "the loader makes {} view(s) per image, pretraining needs 2",
-            lcfg.views
-        )));
-    }
-    let steps_per_epoch = cfg
-        .max_steps_per_epoch
-        .map_or(loader.len(), |m| m.min(loader.len()));
-    if steps_per_epoch == 0 || lcfg.batch_size < 2 {
-        return Err(PretrainError::NoBatches(format!(
-            "{} images with batch size {} give {} batch(es)",
-            loader.set().len(),
-            lcfg.batch_size,
-            loader.len()
-        )));
-    }
+    let steps_per_epoch = steps_per_epoch(loader, cfg)?;
     on_event(&TrainEvent::Started {
         start_epoch: state.epochs_done,
+        start_batch: state.epoch_progress.batches.min(steps_per_epoch),
         epochs: cfg.epochs,
         steps_per_epoch,
         global_step: state.global_step,
         resumed,
     });
-    let mut last_good = cfg
-        .run_dir
-        .as_deref()
-        .map(checkpoint_path)
-        .filter(|p| resumed && p.is_file());
+    let mut checkpoints = Checkpoints::new(cfg, resumed);
     let mut epochs = Vec::new();
     for epoch in state.epochs_done..cfg.epochs {
         // Every epoch, since a callback may have evaluated the encoder (eval mode) in between.
         model.train();
-        let epoch_start = Instant::now();
-        let (mut loss_sum, mut images, mut steps) = (0.0f64, 0usize, 0usize);
+        // Where this epoch starts: its beginning, or where the checkpoint resumed from left it.
+        let first = state.epoch_progress.batches.min(steps_per_epoch);
+        let mut work_started = Instant::now();
         let mut wait = Instant::now();
-        for (batch_idx, batch) in loader.epoch(epoch as u64).take(steps_per_epoch).enumerate() {
+        let batches = loader.epoch_from(epoch as u64, first);
+        for (batch_idx, batch) in (first..steps_per_epoch).zip(batches) {
             let data_wait_seconds = wait.elapsed().as_secs_f64();
             let step_start = Instant::now();
-            let b = batch.size;
-            let dims = batch.dims();
-            let x = Tensor::from_vec(batch.data, &dims);
-            let lr = cfg.schedule.apply(optimizer, state.global_step);
-            optimizer.zero_grad();
-            let loss = nt_xent(&model.forward(&x), cfg.temperature);
-            let value = loss.item();
-            if !value.is_finite() {
-                return Err(PretrainError::NonFiniteLoss {
-                    step: state.global_step,
-                    epoch,
-                    batch: batch_idx,
-                    loss: value,
-                    last_good,
-                });
-            }
-            loss.backward();
-            optimizer.step();
-            if let Some(parameter) = first_non_finite(model) {
-                return Err(PretrainError::NonFiniteWeights {
-                    step: state.global_step,
-                    epoch,
-                    batch: batch_idx,
-                    parameter,
-                    last_good,
-                });
-            }
+            let images = batch.size;
+            let at = Position {
+                epoch,
+                batch: batch_idx,
+                step: state.global_step,
+            };
+            let (loss, lr) = train_step(model, optimizer, cfg, batch, at, &checkpoints.last_good)?;
             let seconds = step_start.elapsed().as_secs_f64();
             on_event(&TrainEvent::Step(StepStats {
                 epoch,
                 batch: batch_idx,
                 batches: steps_per_epoch,
                 step: state.global_step,
-                loss: value,
+                loss,
                 lr,
-                images: b,
+                images,
                 seconds,
                 data_wait_seconds,
-                images_per_s: b as f64 / (seconds + data_wait_seconds).max(1e-12),
+                images_per_s: images as f64 / (seconds + data_wait_seconds).max(1e-12),
             }));
             state.global_step += 1;
-            loss_sum += value as f64;
-            images += b;
-            steps += 1;
+            let progress = &mut state.epoch_progress;
+            progress.batches += 1;
+            progress.loss_sum += loss as f64;
+            progress.images += images;
+            if batch_idx + 1 < steps_per_epoch && checkpoints.due() {
+                // The write is not the epoch's work: its time goes to the event, not the epoch.
+                state.epoch_progress.seconds += work_started.elapsed().as_secs_f64();
+                if let Some(written) = checkpoints.save_mid_epoch(model, optimizer, &state)? {
+                    on_event(&TrainEvent::Checkpoint(written));
+                }
+                work_started = Instant::now();
+            }
             wait = Instant::now();
         }
-        let seconds = epoch_start.elapsed().as_secs_f64();
+        let EpochProgress {
+            batches: steps,
+            loss_sum,
+            images,
+            seconds,
+        } = std::mem::take(&mut state.epoch_progress);
+        let seconds = seconds + work_started.elapsed().as_secs_f64();
         state.epochs_done = epoch + 1;
         state.last_epoch_loss = (loss_sum / steps.max(1) as f64) as f32;
-        let checkpoint = match cfg.run_dir.as_deref() {
-            Some(dir) => Some(save_checkpoint(dir, model, optimizer, &state)?),
-            None => None,
-        };
-        last_good = checkpoint.clone().or(last_good);
+        let checkpoint = checkpoints.save(model, optimizer, &state)?;
         let stats = EpochStats {
             epoch,
             steps,
@@ -329,6 +353,142 @@ fn run(
         state,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The steps of one epoch: the loader's batches, or fewer with `cfg.max_steps_per_epoch`; an
+/// error if the loader cannot make two-view batches of at least two images.
+fn steps_per_epoch(loader: &Loader, cfg: &PretrainConfig) -> Result<usize, PretrainError> {
+    let lcfg = loader.config();
+    if lcfg.views != 2 {
+        return Err(PretrainError::NoBatches(format!(
+            "the loader makes {} view(s) per image, pretraining needs 2",
+            lcfg.views
+        )));
+    }
+    let steps = cfg
+        .max_steps_per_epoch
+        .map_or(loader.len(), |m| m.min(loader.len()));
+    if steps == 0 || lcfg.batch_size < 2 {
+        return Err(PretrainError::NoBatches(format!(
+            "{} images with batch size {} give {} batch(es)",
+            loader.set().len(),
+            lcfg.batch_size,
+            loader.len()
+        )));
+    }
+    Ok(steps)
+}
+
+/// Where a step stands in the run, for its error messages.
+#[derive(Clone, Copy)]
+struct Position {
+    epoch: usize,
+    batch: usize,
+    step: usize,
+}
+
+/// One optimizer step on `batch` at the learning rate of step `at.step`; returns the batch's
+/// loss and that rate. Stops before the update on a non-finite loss and after it on non-finite
+/// weights, naming `last_good` as the checkpoint to go back to.
+fn train_step(
+    model: &SimClr,
+    optimizer: &mut dyn Optimizer,
+    cfg: &PretrainConfig,
+    batch: Batch,
+    at: Position,
+    last_good: &Option<PathBuf>,
+) -> Result<(f32, f32), PretrainError> {
+    let dims = batch.dims();
+    let x = Tensor::from_vec(batch.data, &dims);
+    let lr = cfg.schedule.apply(optimizer, at.step);
+    optimizer.zero_grad();
+    let loss = nt_xent(&model.forward(&x), cfg.temperature);
+    let value = loss.item();
+    if !value.is_finite() {
+        return Err(PretrainError::NonFiniteLoss {
+            step: at.step,
+            epoch: at.epoch,
+            batch: at.batch,
+            loss: value,
+            last_good: last_good.clone(),
+        });
+    }
+    loss.backward();
+    optimizer.step();
+    if let Some(parameter) = first_non_finite(model) {
+        return Err(PretrainError::NonFiniteWeights {
+            step: at.step,
+            epoch: at.epoch,
+            batch: at.batch,
+            parameter,
+            last_good: last_good.clone(),
+        });
+    }
+    Ok((value, lr))
+}
+
+/// The run's checkpoints: where they go, when the next one inside an epoch is due, and the
+/// last one written whole (the one an error sends the user back to).
+struct Checkpoints<'a> {
+    run_dir: Option<&'a Path>,
+    every: Option<Duration>,
+    last_written: Instant,
+    last_good: Option<PathBuf>,
+}
+
+impl<'a> Checkpoints<'a> {
+    /// The checkpoints of `cfg`; a resumed run starts from the one already in its directory.
+    fn new(cfg: &'a PretrainConfig, resumed: bool) -> Checkpoints<'a> {
+        let run_dir = cfg.run_dir.as_deref();
+        Checkpoints {
+            run_dir,
+            every: cfg.checkpoint_every,
+            last_written: Instant::now(),
+            last_good: run_dir
+                .map(checkpoint_path)
+                .filter(|p| resumed && p.is_file()),
+        }
+    }
+
+    /// Whether a checkpoint inside the epoch is due now.
+    fn due(&self) -> bool {
+        self.run_dir.is_some() && self.every.is_some_and(|d| self.last_written.elapsed() >= d)
+    }
+
+    /// Writes `state` with the model and the optimizer, if the run has a directory; returns
+    /// the file written.
+    fn save(
+        &mut self,
+        model: &SimClr,
+        optimizer: &dyn Optimizer,
+        state: &RunState,
+    ) -> Result<Option<PathBuf>, PretrainError> {
+        let Some(dir) = self.run_dir else {
+            return Ok(None);
+        };
+        let path = save_checkpoint(dir, model, optimizer, state)?;
+        self.last_written = Instant::now();
+        self.last_good = Some(path.clone());
+        Ok(Some(path))
+    }
+
+    /// [`Checkpoints::save`] inside an epoch: `state` records the position in it.
+    fn save_mid_epoch(
+        &mut self,
+        model: &SimClr,
+        optimizer: &dyn Optimizer,
+        state: &RunState,
+    ) -> Result<Option<MidEpochCheckpoint>, PretrainError> {
+        let started = Instant::now();
+        let written = self.save(model, optimizer, state)?;
+        Ok(written.map(|path| MidEpochCheckpoint {
+            epoch: state.epochs_done,
+            batches_done: state.epoch_progress.batches,
+            global_step: state.global_step,
+            path,
+            seconds: started.elapsed().as_secs_f64(),
+        }))
+    }
 }
 
 /// The name of the first parameter of `model` holding a NaN or an infinity, if any (one read

@@ -8,7 +8,9 @@
 //!
 //! Everything depends only on `(seed, epoch, dataset index)`: the same seed gives the same
 //! order and the same views, and a run stopped after epoch `e` resumes by asking for epoch
-//! `e + 1` — no loader state to save.
+//! `e + 1` — no loader state to save. A run stopped inside an epoch resumes with
+//! [`Loader::epoch_from`], which starts the epoch at a given batch without making the ones
+//! before it (no view depends on another, so none has to be drawn to reach the next).
 //!
 //! ```no_run
 //! # use simclr_data::*;
@@ -182,6 +184,14 @@ impl Loader {
 
     /// The batches of epoch `epoch`, prepared on a background thread one step ahead.
     pub fn epoch(&self, epoch: u64) -> Epoch {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of epoch `epoch` from batch `first` on — the same batches as
+    /// `self.epoch(epoch).skip(first)`, but the skipped ones are never made: a view depends
+    /// only on `(seed, epoch, dataset index)`, not on the views made before it, so an epoch
+    /// can start anywhere (a run resumed from a checkpoint written inside an epoch).
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Epoch {
         let (tx, rx) = sync_channel(self.cfg.prefetch.max(1));
         let producer = self.clone();
         let len = self.len();
@@ -189,7 +199,7 @@ impl Loader {
             .name(format!("simclr-loader-e{epoch}"))
             .spawn(move || {
                 let order = producer.order(epoch);
-                for k in 0..len {
+                for k in first..len {
                     let Some(b) = make_batch(
                         &producer.set,
                         &producer.aug,
@@ -215,12 +225,12 @@ impl Loader {
                 loader: self.clone(),
                 order: self.order(epoch),
                 epoch,
-                next: 0,
+                next: first,
             },
         };
         Epoch {
             source,
-            remaining: len,
+            remaining: len.saturating_sub(first),
         }
     }
 }
@@ -334,6 +344,33 @@ impl Drop for Epoch {
             if let Some(h) = handle.take() {
                 let _ = h.join();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DatasetKind, Recipe};
+
+    /// `n` 28×28 images, image `i` filled with `i mod 256`.
+    fn numbered(n: usize) -> ImageSet {
+        let images = (0..n).flat_map(|i| [(i % 256) as u8; 784]).collect();
+        let labels = (0..n).map(|i| (i % 10) as u8).collect();
+        ImageSet::new(images, labels, 1, 28, 28, crate::mnist::class_names()).unwrap()
+    }
+
+    #[test]
+    fn an_epoch_started_at_a_batch_yields_the_rest_of_the_whole_epoch() {
+        let aug = Augmenter::new(Recipe::Simclr, DatasetKind::Mnist, 5);
+        let loader = Loader::new(numbered(70), aug, LoaderConfig::two_views(16)).unwrap();
+        let whole: Vec<Batch> = loader.epoch(3).collect();
+        assert_eq!(whole.len(), 4);
+        for first in 0..=5 {
+            let rest = loader.epoch_from(3, first);
+            assert_eq!(rest.size_hint().0, 4usize.saturating_sub(first));
+            let rest: Vec<Batch> = rest.collect();
+            assert!(rest[..] == whole[first.min(4)..], "epoch_from(3, {first})");
         }
     }
 }
