@@ -488,16 +488,19 @@ fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
-/// Per-worker gradient accumulators of the weight (`Cout × K`) and the bias.
+/// Per-worker gradient accumulators of the weight (`Cout × K` on the GEMM path, the
+/// transformed `dU` on the Winograd path) and the bias.
 struct Accum {
     dw: Vec<f32>,
     db: Vec<f32>,
 }
 
 impl Accum {
-    fn new(g: &Geometry, need_w: bool, need_b: bool) -> Accum {
+    /// Zeroed accumulators of `dw_len` weight-gradient values (0 if `!need_w`) and, if
+    /// `need_b`, one bias value per output channel.
+    fn zeros(g: &Geometry, dw_len: usize, need_w: bool, need_b: bool) -> Accum {
         Accum {
-            dw: vec![0.0; if need_w { g.cout * g.col_rows() } else { 0 }],
+            dw: vec![0.0; if need_w { dw_len } else { 0 }],
             db: vec![0.0; if need_b { g.cout } else { 0 }],
         }
     }
@@ -554,44 +557,66 @@ fn backward(
         return winograd::backward(g, tile, x, w, dy, need_x, need_w, need_b);
     }
     let per_group = g.group_images();
-    let groups = g.n.div_ceil(per_group);
     let gathering = g.gathers().then(|| Gathering::new(g, w, per_group, need_x));
+    let dw_len = g.cout * g.col_rows();
+    let (dx, acc) = over_image_tasks(
+        g,
+        per_group,
+        dw_len,
+        (need_x, need_w, need_b),
+        |acc, i0, i1, dx_g| {
+            let x_g = &x[i0 * g.in_image()..i1 * g.in_image()];
+            dy.of_images(g, i0, i1, |dy_g| {
+                backward_group(g, x_g, w, gathering.as_ref(), dy_g, dx_g, acc, need_w)
+            });
+        },
+    );
+    (dx, need_w.then_some(acc.dw), need_b.then_some(acc.db))
+}
+
+/// The backward's schedule, shared by the GEMM and Winograd paths: the batch cut into tasks of
+/// `task_images` images, `step(acc, i0, i1, dx)` run on each (images `i0..i1`, their slice of
+/// the input gradient if `need_x`), one task per rayon piece when there are enough tasks to
+/// keep every thread busy, else in turn (each GEMM then splits instead). The weight and bias
+/// gradients (`dw_len` values, `Cout`) are accumulated per worker (rayon `fold`) and summed at
+/// the end (`reduce`); each task writes its own images' input gradient.
+fn over_image_tasks(
+    g: &Geometry,
+    task_images: usize,
+    dw_len: usize,
+    (need_x, need_w, need_b): (bool, bool, bool),
+    step: impl Fn(&mut Accum, usize, usize, Option<&mut [f32]>) + Sync + Send,
+) -> (Option<Vec<f32>>, Accum) {
+    let tasks = g.n.div_ceil(task_images);
     let mut dx = need_x.then(|| vec![0.0; g.n * g.in_image()]);
     let dx_parts: Vec<Option<&mut [f32]>> = match dx.as_mut() {
         Some(d) => d
-            .chunks_mut((per_group * g.in_image()).max(1))
+            .chunks_mut((task_images * g.in_image()).max(1))
             .map(Some)
             .collect(),
-        None => (0..groups).map(|_| None).collect(),
+        None => (0..tasks).map(|_| None).collect(),
     };
-    let step = |mut acc: Accum, (gi, dx_g): (usize, Option<&mut [f32]>)| {
-        let (i0, i1) = (gi * per_group, ((gi + 1) * per_group).min(g.n));
-        let x_g = &x[i0 * g.in_image()..i1 * g.in_image()];
-        dy.of_images(g, i0, i1, |dy_g| {
-            backward_group(g, x_g, w, gathering.as_ref(), dy_g, dx_g, &mut acc, need_w)
-        });
+    let new_acc = || Accum::zeros(g, dw_len, need_w, need_b);
+    let run = |mut acc: Accum, (t, dx_t): (usize, Option<&mut [f32]>)| {
+        let (i0, i1) = (t * task_images, ((t + 1) * task_images).min(g.n));
+        step(&mut acc, i0, i1, dx_t);
         acc
     };
-    let acc = if per_group_tasks(groups) {
+    let acc = if per_group_tasks(tasks) {
         // At most two pieces per thread (room to balance a noisy machine), so the zeroing and
         // summing of the accumulators (`Cout × K`, 9 MB for a 512 → 512 layer) stays small.
-        let min_len = groups.div_ceil(2 * rayon::current_num_threads()).max(1);
+        let min_len = tasks.div_ceil(2 * rayon::current_num_threads()).max(1);
         dx_parts
             .into_par_iter()
             .enumerate()
             .with_min_len(min_len)
-            .fold(|| Accum::new(g, need_w, need_b), step)
+            .fold(new_acc, run)
             .reduce_with(Accum::merge)
     } else {
-        Some(
-            dx_parts
-                .into_iter()
-                .enumerate()
-                .fold(Accum::new(g, need_w, need_b), step),
-        )
+        Some(dx_parts.into_iter().enumerate().fold(new_acc(), run))
     }
-    .unwrap_or_else(|| Accum::new(g, need_w, need_b));
-    (dx, need_w.then_some(acc.dw), need_b.then_some(acc.db))
+    .unwrap_or_else(new_acc);
+    (dx, acc)
 }
 
 /// A group's contribution. One image (or the direct kernels) goes band by band through

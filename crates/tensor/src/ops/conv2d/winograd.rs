@@ -137,7 +137,7 @@ use std::cell::Cell;
 use rayon::prelude::*;
 
 use super::cpu_kernel::{adjoint_weight, copy_row, Geometry};
-use super::{per_group_tasks, with_scratch, Grads, OutputGrad};
+use super::{over_image_tasks, per_group_tasks, with_scratch, Grads, OutputGrad};
 use crate::gemm::{gemm, MatMut, MatRef};
 use crate::vector::sum_map;
 
@@ -795,20 +795,6 @@ fn transform_grad<const M: usize, const A: usize>(
     }
 }
 
-/// Per-worker accumulators: `dU` (`[α²][cout][cin]`) and the bias gradient.
-struct Accum {
-    du: Vec<f32>,
-    db: Vec<f32>,
-}
-
-impl Accum {
-    fn merge(mut self, other: Accum) -> Accum {
-        self.du.iter_mut().zip(&other.du).for_each(|(a, b)| *a += b);
-        self.db.iter_mut().zip(&other.db).for_each(|(a, b)| *a += b);
-        self
-    }
-}
-
 /// [`backward`] for one tile size: per task, the bias gradient, `dU += dM·Vᵀ` block by block,
 /// and the input gradient as the adjoint convolution's forward; `dW = Gᵀ dU G` at the end.
 fn backward_with<const M: usize, const A: usize>(
@@ -821,27 +807,12 @@ fn backward_with<const M: usize, const A: usize>(
     need_b: bool,
 ) -> Grads {
     let plan = Plan::new::<M, A>(g);
-    let tasks = g.n.div_ceil(plan.task_images);
     let adj = g.adjoint();
     let adj_plan = Plan::new::<M, A>(&adj);
     let u_adj = need_x.then(|| transform_filter::<M, A>(&adj, &adjoint_weight(g, w)));
-    let mut dx = need_x.then(|| vec![0.0; g.n * g.in_image()]);
-    let dx_parts: Vec<Option<&mut [f32]>> = match dx.as_mut() {
-        Some(d) => d
-            .chunks_mut((plan.task_images * g.in_image()).max(1))
-            .map(Some)
-            .collect(),
-        None => (0..tasks).map(|_| None).collect(),
-    };
-    let new_acc = || Accum {
-        du: vec![0.0; if need_w { A * A * g.cout * g.cin } else { 0 }],
-        db: vec![0.0; if need_b { g.cout } else { 0 }],
-    };
-    let step = |mut acc: Accum, (ti, dx_t): (usize, Option<&mut [f32]>)| {
-        let (i0, i1) = (
-            ti * plan.task_images,
-            ((ti + 1) * plan.task_images).min(g.n),
-        );
+    let du_len = A * A * g.cout * g.cin;
+    let needs = (need_x, need_w, need_b);
+    let (dx, acc) = over_image_tasks(g, plan.task_images, du_len, needs, |acc, i0, i1, dx_t| {
         let x_t = &x[i0 * g.in_image()..i1 * g.in_image()];
         dy.of_images(g, i0, i1, |dy_t| {
             for dy_i in dy_t.chunks_exact(g.out_image()) {
@@ -850,29 +821,14 @@ fn backward_with<const M: usize, const A: usize>(
                 }
             }
             if need_w {
-                weight_grad_images::<M, A>(g, &plan, x_t, dy_t, &mut acc.du);
+                weight_grad_images::<M, A>(g, &plan, x_t, dy_t, &mut acc.dw);
             }
             if let (Some(dx_t), Some(u_adj)) = (dx_t, u_adj.as_deref()) {
                 convolve_images::<M, A>(&adj, &adj_plan, dy_t, u_adj, None, dx_t);
             }
         });
-        acc
-    };
-    let acc = if per_group_tasks(tasks) {
-        // At most two pieces per thread, so that zeroing and summing the accumulators stays
-        // small (as on the GEMM path).
-        let min_len = tasks.div_ceil(2 * rayon::current_num_threads()).max(1);
-        dx_parts
-            .into_par_iter()
-            .enumerate()
-            .with_min_len(min_len)
-            .fold(new_acc, step)
-            .reduce_with(Accum::merge)
-    } else {
-        Some(dx_parts.into_iter().enumerate().fold(new_acc(), step))
-    }
-    .unwrap_or_else(new_acc);
-    let dw = need_w.then(|| filter_grad::<M, A>(g, &acc.du));
+    });
+    let dw = need_w.then(|| filter_grad::<M, A>(g, &acc.dw));
     (dx, dw, need_b.then_some(acc.db))
 }
 
