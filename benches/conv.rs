@@ -22,7 +22,7 @@
 //! back (so that a shared machine's load hits them alike; compare the ratios, and repeat):
 //! `forward_gemm` / `forward_backward_gemm` (im2col or gathered GEMM), `…_winograd2`
 //! (Winograd F(2×2, 3×3)) and `…_winograd4` (F(4×4, 3×3)), forced with
-//! `simclr_tensor::ops::conv2d::force_path`. `Geometry::winograd` (in `cpu_kernel.rs`) lists
+//! `simclr_tensor::ops::conv2d::force_path`. `Geometry::winograd` (in `winograd.rs`) lists
 //! the measured ratios and which shapes take Winograd by default: 64 → 64 at 32² and
 //! 128 → 128 at 16² (F(4×4), 1.5–1.8× the GEMM path forward + backward), 256 → 256 at 8² and
 //! 512 → 512 at 4² (F(2×2), 1.1–1.4×); every other shape here is as fast or faster on the

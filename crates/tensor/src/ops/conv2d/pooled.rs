@@ -3,9 +3,9 @@
 //!
 //! Run as separate ops, the block writes the whole convolution output for the batch (25 MB for
 //! the MNIST encoder's first layer at batch 256), reads it back to pool it, and backwards
-//! writes and reads a gradient of the same size. Fused, each group of images
-//! ([`Geometry::group_images`]) is convolved into a per-thread scratch that stays in L2 and
-//! pooled from there; only the pooled output (a quarter) and one byte of window code per
+//! writes and reads a gradient of the same size. Fused, each task's images (a group of small
+//! images, or one, on the convolution's path: [`Forward`]) are convolved into a per-thread
+//! scratch that stays in L2 and pooled from there; only the pooled output (a quarter) and one byte of window code per
 //! pooled value are kept. The backward rebuilds each group's output gradient from those in
 //! the same scratch (`unpool`) and runs the convolution's backward on it.
 //!
@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::{forward_group, geometry, per_group_tasks, record, OUTPUT_SCRATCH};
+use super::{geometry, parallel_tasks, record, Forward, OUTPUT_SCRATCH};
 use crate::ops::pool::pool2x2_plane;
 use crate::tensor::Tensor;
 
@@ -60,10 +60,10 @@ impl Tensor {
     }
 }
 
-/// The pooled output and the window codes of the whole batch, one group of images at a time
-/// (as rayon tasks when there are enough groups).
+/// The pooled output and the window codes of the whole batch, one task's images at a time
+/// (as rayon tasks when there are enough of them).
 fn forward_pooled(
-    g: &super::Geometry,
+    g: &super::geometry::Geometry,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
@@ -71,8 +71,8 @@ fn forward_pooled(
     let pooled = (g.ho / 2) * (g.wo / 2);
     let len = g.n * g.cout * pooled;
     let (mut y, mut codes) = (Vec::with_capacity(len), Vec::with_capacity(len));
-    let per_group = g.group_images();
-    let cols = g.gathers().then(|| g.column_offsets(per_group));
+    let fwd = Forward::new(g, w);
+    let task_images = fwd.task_images(g);
     type Chunk<'a> = (
         (&'a mut [MaybeUninit<f32>], &'a mut [MaybeUninit<u8>]),
         &'a [f32],
@@ -81,7 +81,7 @@ fn forward_pooled(
         OUTPUT_SCRATCH.with(|s| {
             let mut conv = s.borrow_mut();
             conv.resize(x_g.len() / g.in_image() * g.out_image(), 0.0);
-            forward_group(g, x_g, w, bias, cols.as_ref(), &mut conv);
+            fwd.run(g, x_g, w, bias, &mut conv);
             let outputs = y_g
                 .chunks_exact_mut(pooled)
                 .zip(codes_g.chunks_exact_mut(pooled));
@@ -95,8 +95,8 @@ fn forward_pooled(
             &mut y.spare_capacity_mut()[..len],
             &mut codes.spare_capacity_mut()[..len],
         );
-        let (out_len, in_len) = (per_group * g.cout * pooled, per_group * g.in_image());
-        if per_group_tasks(g.n.div_ceil(per_group)) {
+        let (out_len, in_len) = (task_images * g.cout * pooled, task_images * g.in_image());
+        if parallel_tasks(g.n.div_ceil(task_images)) {
             ys.par_chunks_mut(out_len)
                 .zip(cs.par_chunks_mut(out_len))
                 .zip(x.par_chunks(in_len))

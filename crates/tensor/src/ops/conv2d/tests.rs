@@ -85,7 +85,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 /// both Winograd tile sizes, agree with [`reference`] in the output and all three gradients.
 #[test]
 fn every_path_matches_the_reference() {
-    let mut winograd_shapes = 0;
+    let mut taken = Vec::new();
     for &(xs, ws, s, p) in &[
         ([2, 64, 12, 40], [8, 64, 3, 3], 1, 1),
         ([3, 48, 15, 33], [5, 48, 3, 3], 2, 1),
@@ -146,13 +146,20 @@ fn every_path_matches_the_reference() {
             Some(super::Tile::F4) => 1e-3,
             _ => 1e-4,
         };
-        winograd_shapes += usize::from(g.winograd().is_some());
+        taken.push(g.path());
         assert_close("y", &y.to_vec(), &ny, tol);
         assert_close("dx", &x.grad().unwrap().to_vec(), &ndx, tol);
         assert_close("dw", &w.grad().unwrap().to_vec(), &ndw, tol);
         assert_close("db", &b.grad().unwrap().to_vec(), &ndb, tol);
     }
-    assert_eq!(winograd_shapes, 3, "the Winograd shapes take it");
+    // Every path of the dispatch table ran, as many times as the comments above say.
+    let count = |path: super::Path| taken.iter().filter(|&&p| p == path).count();
+    use super::{Path, Tile};
+    assert_eq!(count(Path::Direct), 3, "{taken:?}");
+    assert_eq!(count(Path::Winograd(Tile::F4)), 2, "{taken:?}");
+    assert_eq!(count(Path::Winograd(Tile::F2)), 1, "{taken:?}");
+    assert_eq!(count(Path::Gathered), 17, "{taken:?}");
+    assert_eq!(count(Path::Im2col), 5, "{taken:?}");
 }
 
 #[test]

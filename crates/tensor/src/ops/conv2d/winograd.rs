@@ -134,12 +134,10 @@
 
 use std::cell::Cell;
 
-use rayon::prelude::*;
-
-use super::cpu_kernel::{adjoint_weight, copy_row, Geometry};
-use super::{over_image_tasks, per_group_tasks, with_scratch, Grads, OutputGrad};
+use super::geometry::{adjoint_weight, Geometry};
+use super::layout::copy_row;
+use super::{over_image_tasks, with_scratch, Grads, Needs, OutputGrad, Task};
 use crate::gemm::{gemm, MatMut, MatRef};
-use crate::vector::sum_map;
 
 /// A Winograd tile size `F(m×m, 3×3)`: `m×m` outputs from `(m+2)×(m+2)` inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,8 +173,60 @@ pub fn force_path(path: ConvPath) {
 }
 
 /// The path [`force_path`] set on this thread.
-pub(crate) fn forced_path() -> ConvPath {
+fn forced_path() -> ConvPath {
     FORCED.get()
+}
+
+impl Geometry {
+    /// The Winograd tile size this convolution takes (this module), if any: only 3×3
+    /// kernels with stride 1 and padding 1 and more than one input channel (one takes the
+    /// direct kernels) can, and of those only the shapes where it measures faster
+    /// ([`Self::winograd_pays`]), unless the thread [forces](force_path) a path.
+    pub fn winograd(&self) -> Option<Tile> {
+        let fits =
+            self.kh == 3 && self.kw == 3 && self.stride == 1 && self.pad == 1 && !self.is_direct();
+        if !fits {
+            return None;
+        }
+        match forced_path() {
+            ConvPath::Auto => self.winograd_pays(),
+            ConvPath::Gemm => None,
+            ConvPath::Winograd(tile) => Some(tile),
+        }
+    }
+
+    /// Where Winograd beats the GEMM path, forward + backward, as measured with
+    /// `benches/conv.rs`: FLOP/s of forward + backward over the GEMM path's, in two or three
+    /// runs of the bench on 2 cores shared with other jobs (each run alternates the paths
+    /// back to back; the runs differ by up to ±30%, so only clear margins count):
+    ///
+    /// | shape (batch 128, or 256 at 24 px) | F(2×2) | F(4×4) | taken |
+    /// |---|---|---|---|
+    /// | 64 → 64 at 32² | 1.24, 1.15 | 1.77, 1.47 | F(4×4) |
+    /// | 128 → 128 at 16² | 1.39, 1.31 | 1.78, 1.52 | F(4×4) |
+    /// | 256 → 256 at 8² | 2.1, 1.24, 1.13 | 1.47, 1.30 | F(2×2) |
+    /// | 512 → 512 at 4² | 0.97, 1.37, 1.21 | 1.03, 1.09 | F(2×2) |
+    /// | 32 → 64 at 14² (MNIST) | 1.07, 0.96 | 1.08, 0.69 | GEMM |
+    /// | 64 → 64 at 6² | 0.92 | 0.69 | GEMM |
+    /// | 128 → 128 at 3² | 0.79 | 0.80 | GEMM |
+    /// | 16 → 16 at 32² and 24², 32 → 32 at 12² | 0.69–0.91 | 0.65–1.09 | GEMM |
+    ///
+    /// So: at least 64 channels in and out (with fewer, the GEMMs' `K = Cin` is too thin to
+    /// run fast, and the transforms, whose cost per tile does not shrink with the channels,
+    /// eat the saving), images of at least 8 pixels a side, or 4 with 256 channels or more (on
+    /// small images the 16 GEMMs re-pack each `Cout × Cin` transformed filter for few tiles and
+    /// much of each input tile is padding, which only wide layers repay; 64 channels at 6² and
+    /// 128 at 3² measured slower). F(4×4) from 16 pixels on; F(2×2) below, where F(4×4) is no
+    /// faster (8²: within the noise) and rounds ~20× more (*Accuracy* above).
+    fn winograd_pays(&self) -> Option<Tile> {
+        let (channels, side) = (self.cin.min(self.cout), self.ho.min(self.wo));
+        match side {
+            16.. if channels >= 64 => Some(Tile::F4),
+            8.. if channels >= 64 => Some(Tile::F2),
+            4.. if channels >= 256 => Some(Tile::F2),
+            _ => None,
+        }
+    }
 }
 
 /// Target size of one block's `V` and `M` together: within the 1 MiB of L2 per core that the
@@ -272,37 +322,50 @@ fn matrices<const M: usize>() -> &'static Matrices {
     }
 }
 
-/// `y = conv2d(x, w) + b` for a 3×3, stride-1 geometry, by Winograd with tiles `tile`.
-pub(super) fn forward(
-    g: &Geometry,
+/// A convolution's transformed filters `U = G g Gᵀ` and its plan: what every task of the
+/// forward shares.
+pub(super) struct Filters {
     tile: Tile,
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
-    let mut y = vec![0.0; g.n * g.out_image()];
-    match tile {
-        Tile::F2 => convolve::<2, 4>(g, x, &transform_filter::<2, 4>(g, w), bias, &mut y),
-        Tile::F4 => convolve::<4, 6>(g, x, &transform_filter::<4, 6>(g, w), bias, &mut y),
+    plan: Plan,
+    u: Vec<f32>,
+}
+
+impl Filters {
+    pub fn new(g: &Geometry, tile: Tile, w: &[f32]) -> Filters {
+        let (plan, u) = match tile {
+            Tile::F2 => (Plan::new::<2, 4>(g), transform_filter::<2, 4>(g, w)),
+            Tile::F4 => (Plan::new::<4, 6>(g), transform_filter::<4, 6>(g, w)),
+        };
+        Filters { tile, plan, u }
     }
-    y
+
+    /// Images per task.
+    pub fn task_images(&self) -> usize {
+        self.plan.task_images
+    }
+
+    /// The forward of one task's images `x_t` into `y_t`.
+    pub fn forward_images(&self, g: &Geometry, x_t: &[f32], bias: Option<&[f32]>, y_t: &mut [f32]) {
+        let (plan, u) = (&self.plan, &self.u);
+        match self.tile {
+            Tile::F2 => convolve_images::<2, 4>(g, plan, x_t, u, bias, y_t),
+            Tile::F4 => convolve_images::<4, 6>(g, plan, x_t, u, bias, y_t),
+        }
+    }
 }
 
 /// The gradients of the input, weight and bias (each only if needed), by Winograd.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     g: &Geometry,
     tile: Tile,
     x: &[f32],
     w: &[f32],
     dy: OutputGrad,
-    need_x: bool,
-    need_w: bool,
-    need_b: bool,
+    needs: Needs,
 ) -> Grads {
     match tile {
-        Tile::F2 => backward_with::<2, 4>(g, x, w, dy, need_x, need_w, need_b),
-        Tile::F4 => backward_with::<4, 6>(g, x, w, dy, need_x, need_w, need_b),
+        Tile::F2 => backward_with::<2, 4>(g, x, w, dy, needs),
+        Tile::F4 => backward_with::<4, 6>(g, x, w, dy, needs),
     }
 }
 
@@ -592,36 +655,6 @@ fn filter_grad<const M: usize, const A: usize>(g: &Geometry, du: &[f32]) -> Vec<
     dw
 }
 
-/// The forward of the whole batch into `y`, with the transformed filters `u`: one rayon task
-/// per `task_images` images when there are enough of them, otherwise the tasks in turn (each
-/// GEMM then splits over the threads).
-fn convolve<const M: usize, const A: usize>(
-    g: &Geometry,
-    x: &[f32],
-    u: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-) {
-    if g.n == 0 {
-        return;
-    }
-    let plan = Plan::new::<M, A>(g);
-    let (y_len, x_len) = (
-        plan.task_images * g.out_image(),
-        plan.task_images * g.in_image(),
-    );
-    let run = |(y_t, x_t): (&mut [f32], &[f32])| {
-        convolve_images::<M, A>(g, &plan, x_t, u, bias, y_t);
-    };
-    if per_group_tasks(g.n.div_ceil(plan.task_images)) {
-        y.par_chunks_mut(y_len)
-            .zip(x.par_chunks(x_len))
-            .for_each(run);
-    } else {
-        y.chunks_mut(y_len).zip(x.chunks(x_len)).for_each(run);
-    }
-}
-
 /// The forward of one task's images `x_t` into `y_t`, block by block: input transform, 16
 /// GEMMs, output transform.
 fn convolve_images<const M: usize, const A: usize>(
@@ -795,41 +828,32 @@ fn transform_grad<const M: usize, const A: usize>(
     }
 }
 
-/// [`backward`] for one tile size: per task, the bias gradient, `dU += dM·Vᵀ` block by block,
-/// and the input gradient as the adjoint convolution's forward; `dW = Gᵀ dU G` at the end.
+/// [`backward`] for one tile size: per task, `dU += dM·Vᵀ` block by block and the input
+/// gradient as the adjoint convolution's forward; `dW = Gᵀ dU G` at the end.
 fn backward_with<const M: usize, const A: usize>(
     g: &Geometry,
     x: &[f32],
     w: &[f32],
     dy: OutputGrad,
-    need_x: bool,
-    need_w: bool,
-    need_b: bool,
+    needs: Needs,
 ) -> Grads {
     let plan = Plan::new::<M, A>(g);
     let adj = g.adjoint();
     let adj_plan = Plan::new::<M, A>(&adj);
-    let u_adj = need_x.then(|| transform_filter::<M, A>(&adj, &adjoint_weight(g, w)));
+    let u_adj = needs
+        .x
+        .then(|| transform_filter::<M, A>(&adj, &adjoint_weight(g, w)));
     let du_len = A * A * g.cout * g.cin;
-    let needs = (need_x, need_w, need_b);
-    let (dx, acc) = over_image_tasks(g, plan.task_images, du_len, needs, |acc, i0, i1, dx_t| {
-        let x_t = &x[i0 * g.in_image()..i1 * g.in_image()];
-        dy.of_images(g, i0, i1, |dy_t| {
-            for dy_i in dy_t.chunks_exact(g.out_image()) {
-                for (db, plane) in acc.db.iter_mut().zip(dy_i.chunks_exact(g.out_pixels())) {
-                    *db += sum_map(plane, |v| v);
-                }
-            }
-            if need_w {
-                weight_grad_images::<M, A>(g, &plan, x_t, dy_t, &mut acc.dw);
-            }
-            if let (Some(dx_t), Some(u_adj)) = (dx_t, u_adj.as_deref()) {
-                convolve_images::<M, A>(&adj, &adj_plan, dy_t, u_adj, None, dx_t);
-            }
-        });
+    let (dx, du, db) = over_image_tasks(g, x, dy, plan.task_images, du_len, needs, |task| {
+        let Task { x, dy, dx, dw } = task;
+        if let Some(du) = dw {
+            weight_grad_images::<M, A>(g, &plan, x, dy, du);
+        }
+        if let (Some(dx), Some(u_adj)) = (dx, u_adj.as_deref()) {
+            convolve_images::<M, A>(&adj, &adj_plan, dy, u_adj, None, dx);
+        }
     });
-    let dw = need_w.then(|| filter_grad::<M, A>(g, &acc.dw));
-    (dx, dw, need_b.then_some(acc.db))
+    (dx, du.map(|du| filter_grad::<M, A>(g, &du)), db)
 }
 
 /// `dU[ξ,ν] += dM[ξ,ν] · V[ξ,ν]ᵀ` over one task's images, block by block.
@@ -916,6 +940,13 @@ mod tests {
         check_one_dimensional::<4, 6>();
     }
 
+    /// The Winograd forward of the whole batch as one task.
+    fn forward(g: &Geometry, tile: Tile, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let mut y = vec![0.0; g.n * g.out_image()];
+        Filters::new(g, tile, w).forward_images(g, x, bias, &mut y);
+        y
+    }
+
     /// The largest error of `got` over the largest magnitude of `want`.
     fn max_rel_error(got: &[f32], want: &[f32]) -> f32 {
         assert_eq!(got.len(), want.len());
@@ -980,9 +1011,11 @@ mod tests {
                     &x.to_vec(),
                     &w.to_vec(),
                     OutputGrad::Dense(&dy),
-                    true,
-                    true,
-                    true,
+                    Needs {
+                        x: true,
+                        w: true,
+                        b: true,
+                    },
                 );
                 let want_y = reference::forward(&x, &w, Some(&b), 1, 1);
                 let (want_dx, want_dw, want_db) = reference::backward(&x, &w, &dy, 1, 1);
@@ -997,7 +1030,17 @@ mod tests {
                 let (x, w, b) = (x.to_vec(), w.to_vec(), b.to_vec());
                 let y = super::super::forward(&g, &x, &w, Some(&b));
                 let dy = OutputGrad::Dense(&dy);
-                let (dx, dw, _) = super::super::backward(&g, &x, &w, dy, true, true, false);
+                let (dx, dw, _) = super::super::backward(
+                    &g,
+                    &x,
+                    &w,
+                    dy,
+                    Needs {
+                        x: true,
+                        w: true,
+                        b: false,
+                    },
+                );
                 force_path(ConvPath::Auto);
                 let gemm_errs = [
                     max_rel_error(&y, &want_y),
@@ -1033,35 +1076,18 @@ mod tests {
         let g = geometry(&xs, &ws, None, 1, 1);
         let (x, w) = (rand(&xs, 1).to_vec(), rand(&ws, 2).to_vec());
         let dy = rand(&[3, 5, 6, 5], 3).to_vec();
-        let all = backward(
-            &g,
-            Tile::F2,
-            &x,
-            &w,
-            OutputGrad::Dense(&dy),
-            true,
-            true,
-            true,
-        );
-        let dx = backward(
-            &g,
-            Tile::F2,
-            &x,
-            &w,
-            OutputGrad::Dense(&dy),
-            true,
-            false,
-            false,
-        );
-        let dw = backward(
-            &g,
-            Tile::F2,
-            &x,
-            &w,
-            OutputGrad::Dense(&dy),
-            false,
-            true,
-            false,
+        let grads = |need_x, need_w, need_b| {
+            let needs = Needs {
+                x: need_x,
+                w: need_w,
+                b: need_b,
+            };
+            backward(&g, Tile::F2, &x, &w, OutputGrad::Dense(&dy), needs)
+        };
+        let (all, dx, dw) = (
+            grads(true, true, true),
+            grads(true, false, false),
+            grads(false, true, false),
         );
         assert_eq!(
             (dx.1.is_none(), dx.2.is_none(), dw.0.is_none()),
