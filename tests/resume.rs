@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simclr_contrastive::{
-    pretrain, read_run_state, resume, EpochStats, PretrainConfig, PretrainError, SimClr, TrainEvent,
+    pretrain, read_run_state, resume, EpochStats, PretrainConfig, PretrainError, PretrainSummary,
+    RunState, SimClr, TrainEvent,
 };
 use simclr_data::{mnist, Augmenter, DatasetKind, ImageSet, Loader, LoaderConfig, Recipe};
 use simclr_nn::{Adam, AdamConfig, Flatten, Linear, Module, Optimizer, ProjectionHead, ReLU};
@@ -69,262 +70,57 @@ fn config(dir: &Path, epochs: usize) -> PretrainConfig {
     }
 }
 
-fn adam(model: &SimClr) -> Adam {
-    Adam::new(model.parameters(), AdamConfig::adam(3e-3))
+/// What one process of a run builds: the tiny model, initialised from a seed (a resumed run's
+/// checkpoint overwrites it), and a fresh Adam over its parameters.
+struct Trainer {
+    model: SimClr,
+    opt: Adam,
 }
 
-/// Every value of the model and the optimizer, as bits.
-fn snapshot(model: &SimClr, opt: &Adam) -> Vec<(String, Vec<u32>)> {
-    let mut all = model.state_dict();
-    all.extend(opt.state());
-    all.into_iter()
-        .map(|(n, t)| (n, t.to_vec().iter().map(|v| v.to_bits()).collect()))
-        .collect()
-}
+/// How a call of [`pretrain`] or [`resume`] ends.
+type Outcome = Result<PretrainSummary, PretrainError>;
 
-fn unbroken_run() -> Vec<(String, Vec<u32>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(SEED);
-    let mut opt = adam(&model);
-    let summary = pretrain(
-        &model,
-        &mut opt,
-        &loader(SEED),
-        &config(dir.path(), EPOCHS),
-        |_| {},
-    )
-    .unwrap();
-    assert_eq!(summary.epochs.len(), EPOCHS);
-    assert_eq!(summary.state.global_step, EPOCHS * 4);
-    snapshot(&model, &opt)
-}
-
-#[test]
-fn stopped_after_epoch_one_resumes_bit_identically() {
-    let expected = unbroken_run();
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let model = tiny_model(SEED);
-        let mut opt = adam(&model);
-        pretrain(
-            &model,
-            &mut opt,
-            &loader(SEED),
-            &config(dir.path(), 1),
-            |_| {},
-        )
-        .unwrap();
+impl Trainer {
+    fn new(init_seed: u64) -> Trainer {
+        let model = tiny_model(init_seed);
+        let opt = Adam::new(model.parameters(), AdamConfig::adam(3e-3));
+        Trainer { model, opt }
     }
-    let state = read_run_state(dir.path()).unwrap().unwrap();
-    assert_eq!(
-        (state.epochs_done, state.global_step, state.seed),
-        (1, 4, SEED)
-    );
 
-    // A fresh process: the model is rebuilt (here even from another init seed — the
-    // checkpoint overwrites it), the optimizer is new.
-    let model = tiny_model(12345);
-    let mut opt = adam(&model);
-    let mut events = Vec::new();
-    let summary = resume(
-        &model,
-        &mut opt,
-        &loader(SEED),
-        &config(dir.path(), EPOCHS),
-        |e| events.push(e.clone()),
-    )
-    .unwrap();
-    assert!(matches!(
-        events[0],
-        TrainEvent::Started {
-            start_epoch: 1,
-            global_step: 4,
-            resumed: true,
-            ..
-        }
-    ));
-    assert_eq!(summary.epochs.len(), EPOCHS - 1);
-    let steps: Vec<usize> = events
+    /// [`pretrain`] on the tiny set augmented with `SEED`.
+    fn pretrain(&mut self, cfg: &PretrainConfig, on_event: impl FnMut(&TrainEvent)) -> Outcome {
+        pretrain(&self.model, &mut self.opt, &loader(SEED), cfg, on_event)
+    }
+
+    /// [`resume`] on the tiny set augmented with `SEED`.
+    fn resume(&mut self, cfg: &PretrainConfig, on_event: impl FnMut(&TrainEvent)) -> Outcome {
+        resume(&self.model, &mut self.opt, &loader(SEED), cfg, on_event)
+    }
+
+    /// Every value of the model and the optimizer, as bits.
+    fn snapshot(&self) -> Vec<(String, Vec<u32>)> {
+        let mut all = self.model.state_dict();
+        all.extend(self.opt.state());
+        all.into_iter()
+            .map(|(n, t)| (n, t.to_vec().iter().map(|v| v.to_bits()).collect()))
+            .collect()
+    }
+}
+
+/// The bytes of the run checkpoint in `dir`.
+fn checkpoint_bytes(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("checkpoint.safetensors")).unwrap()
+}
+
+/// The `(step, batch)` of each step reported in `events`.
+fn steps(events: &[TrainEvent]) -> Vec<(usize, usize)> {
+    events
         .iter()
         .filter_map(|e| match e {
-            TrainEvent::Step(s) => Some(s.step),
+            TrainEvent::Step(s) => Some((s.step, s.batch)),
             _ => None,
         })
-        .collect();
-    assert_eq!(steps, (4..12).collect::<Vec<_>>());
-    let got = snapshot(&model, &opt);
-    assert_eq!(got.len(), expected.len());
-    for ((name, a), (_, b)) in got.iter().zip(&expected) {
-        assert!(
-            a == b,
-            "`{name}` differs from the unbroken run after resuming"
-        );
-    }
-}
-
-#[test]
-fn killed_mid_epoch_resumes_bit_identically() {
-    let expected = unbroken_run();
-    let dir = tempfile::tempdir().unwrap();
-    let killed = catch_unwind(AssertUnwindSafe(|| {
-        let model = tiny_model(SEED);
-        let mut opt = adam(&model);
-        pretrain(
-            &model,
-            &mut opt,
-            &loader(SEED),
-            &config(dir.path(), EPOCHS),
-            |e| {
-                if let TrainEvent::Step(s) = e {
-                    if s.step == 9 {
-                        panic!("killed at step 9 (epoch 2, batch 1)");
-                    }
-                }
-            },
-        )
-    }));
-    assert!(killed.is_err());
-    assert_eq!(read_run_state(dir.path()).unwrap().unwrap().epochs_done, 2);
-
-    let model = tiny_model(SEED);
-    let mut opt = adam(&model);
-    resume(
-        &model,
-        &mut opt,
-        &loader(SEED),
-        &config(dir.path(), EPOCHS),
-        |_| {},
-    )
-    .unwrap();
-    assert!(
-        snapshot(&model, &opt) == expected,
-        "resumed weights differ from the unbroken run"
-    );
-}
-
-#[test]
-fn nan_loss_names_the_step_and_keeps_the_last_good_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(SEED);
-    let mut opt = adam(&model);
-    // The head's output bias: nothing (no ReLU) can hide a NaN placed there.
-    let weight = model.parameters().last().unwrap().clone();
-    let result = pretrain(
-        &model,
-        &mut opt,
-        &loader(SEED),
-        &config(dir.path(), EPOCHS),
-        |e| {
-            // Corrupt a weight after step 5 (epoch 1, batch 1): step 6 sees a NaN loss.
-            if let TrainEvent::Step(s) = e {
-                if s.step == 5 {
-                    weight.data_mut()[0] = f32::NAN;
-                }
-            }
-        },
-    );
-    let err = result.unwrap_err();
-    let message = err.to_string();
-    assert!(
-        matches!(
-            err,
-            PretrainError::NonFiniteLoss {
-                step: 6,
-                epoch: 1,
-                batch: 2,
-                ..
-            }
-        ),
-        "{message}"
-    );
-    assert!(message.contains("at step 6"), "{message}");
-    assert!(message.contains("checkpoint.safetensors"), "{message}");
-    let state = read_run_state(dir.path()).unwrap().unwrap();
-    assert_eq!((state.epochs_done, state.global_step), (1, 4));
-    assert!(state.last_epoch_loss.is_finite());
-}
-
-#[test]
-fn an_update_that_blows_the_weights_up_names_the_step_and_writes_no_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(SEED);
-    let mut opt = adam(&model);
-    let mut cfg = config(dir.path(), EPOCHS);
-    // A sane first epoch (a good checkpoint), then a rate that overflows every weight.
-    cfg.schedule = Schedule::Then {
-        steps: 4,
-        first: Box::new(Schedule::Constant(1e-3)),
-        second: Box::new(Schedule::Constant(f32::INFINITY)),
-    };
-    let err = pretrain(&model, &mut opt, &loader(SEED), &cfg, |_| {}).unwrap_err();
-    let message = err.to_string();
-    assert!(
-        matches!(
-            err,
-            PretrainError::NonFiniteWeights {
-                step: 4,
-                epoch: 1,
-                batch: 0,
-                ..
-            }
-        ),
-        "{message}"
-    );
-    assert!(message.contains("learning rate"), "{message}");
-    assert!(message.contains("checkpoint.safetensors"), "{message}");
-    let state = read_run_state(dir.path()).unwrap().unwrap();
-    assert_eq!((state.epochs_done, state.global_step), (1, 4));
-}
-
-#[test]
-fn resume_refuses_another_seed_or_a_missing_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(SEED);
-    let mut opt = adam(&model);
-    let err = resume(
-        &model,
-        &mut opt,
-        &loader(SEED),
-        &config(dir.path(), 1),
-        |_| {},
-    )
-    .unwrap_err();
-    assert!(matches!(err, PretrainError::NoCheckpoint { .. }), "{err}");
-    pretrain(
-        &model,
-        &mut opt,
-        &loader(SEED),
-        &config(dir.path(), 1),
-        |_| {},
-    )
-    .unwrap();
-    let err = resume(
-        &model,
-        &mut opt,
-        &loader(SEED + 1),
-        &config(dir.path(), 2),
-        |_| {},
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("seed 17"), "{err}");
-}
-
-#[test]
-fn events_serialise_as_json_lines() {
-    let model = tiny_model(SEED);
-    let mut opt = adam(&model);
-    let mut cfg = PretrainConfig::report(1);
-    cfg.max_steps_per_epoch = Some(2);
-    let mut lines = Vec::new();
-    let summary = pretrain(&model, &mut opt, &loader(SEED), &cfg, |e| {
-        lines.push(serde_json::to_string(e).unwrap())
-    })
-    .unwrap();
-    assert_eq!(lines.len(), 1 + 2 + 1, "{lines:?}");
-    assert!(lines[1].starts_with("{\"event\":\"step\""), "{}", lines[1]);
-    assert!(lines[3].contains("\"mean_loss\""), "{}", lines[3]);
-    assert_eq!(summary.epochs[0].steps, 2);
-    assert!(summary.epochs[0].mean_loss.is_finite());
+        .collect()
 }
 
 /// What an unbroken run leaves: its weights and optimizer state, its epochs' statistics and
@@ -335,30 +131,43 @@ struct Unbroken {
     checkpoint: Vec<u8>,
 }
 
-fn unbroken_run_with_its_checkpoint() -> Unbroken {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(SEED);
-    let mut opt = adam(&model);
-    let cfg = config(dir.path(), EPOCHS);
-    let summary = pretrain(&model, &mut opt, &loader(SEED), &cfg, |_| {}).unwrap();
-    Unbroken {
-        snapshot: snapshot(&model, &opt),
-        epochs: summary.epochs,
-        checkpoint: std::fs::read(dir.path().join("checkpoint.safetensors")).unwrap(),
+impl Unbroken {
+    /// Asserts that `trainer` holds this run's weights and optimizer state, bit for bit;
+    /// `resumed` says how it got there.
+    fn assert_same_state(&self, trainer: &Trainer, resumed: &str) {
+        let got = trainer.snapshot();
+        assert_eq!(got.len(), self.snapshot.len(), "{resumed}");
+        for ((name, a), (expected_name, b)) in got.iter().zip(&self.snapshot) {
+            assert_eq!(name, expected_name, "{resumed}");
+            assert!(
+                a == b,
+                "{resumed}: `{name}` differs from the unbroken run's"
+            );
+        }
     }
 }
 
-/// A run checkpointing after every step, killed when step `kill_at` is reported (so its last
-/// checkpoint is the one after step `kill_at - 1`).
-fn run_killed_at_step(dir: &Path, kill_at: usize) {
+/// The whole `EPOCHS`-epoch run, unbroken, from the same seed as every other run here.
+fn unbroken_run() -> Unbroken {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::new(SEED);
+    let summary = trainer
+        .pretrain(&config(dir.path(), EPOCHS), |_| {})
+        .unwrap();
+    assert_eq!(summary.epochs.len(), EPOCHS);
+    assert_eq!(summary.state.global_step, EPOCHS * 4);
+    Unbroken {
+        snapshot: trainer.snapshot(),
+        epochs: summary.epochs,
+        checkpoint: checkpoint_bytes(dir.path()),
+    }
+}
+
+/// A run of `cfg` from the start, killed when step `kill_at` is reported (so its last
+/// checkpoint is at most the one after step `kill_at - 1`).
+fn run_killed_at_step(cfg: &PretrainConfig, kill_at: usize) {
     let killed = catch_unwind(AssertUnwindSafe(|| {
-        let model = tiny_model(SEED);
-        let mut opt = adam(&model);
-        let cfg = PretrainConfig {
-            checkpoint_every: Some(Duration::ZERO),
-            ..config(dir, EPOCHS)
-        };
-        pretrain(&model, &mut opt, &loader(SEED), &cfg, |e| {
+        Trainer::new(SEED).pretrain(cfg, |e| {
             if matches!(e, TrainEvent::Step(s) if s.step == kill_at) {
                 panic!("killed at step {kill_at}");
             }
@@ -367,14 +176,170 @@ fn run_killed_at_step(dir: &Path, kill_at: usize) {
     assert!(killed.is_err(), "the run was not killed at step {kill_at}");
 }
 
+/// Asserts what a run stopped by `err` in `dir` left: a message that says `says` and names
+/// the checkpoint kept, which is still the one of the end of epoch 0 (after step 4). Returns
+/// that checkpoint's state.
+fn assert_kept_epoch_0s_checkpoint(err: &PretrainError, says: &str, dir: &Path) -> RunState {
+    let message = err.to_string();
+    assert!(message.contains(says), "{message}");
+    assert!(message.contains("checkpoint.safetensors"), "{message}");
+    let state = read_run_state(dir).unwrap().unwrap();
+    assert_eq!((state.epochs_done, state.global_step), (1, 4));
+    state
+}
+
+#[test]
+fn stopped_after_epoch_one_resumes_bit_identically() {
+    let expected = unbroken_run();
+    let dir = tempfile::tempdir().unwrap();
+    Trainer::new(SEED)
+        .pretrain(&config(dir.path(), 1), |_| {})
+        .unwrap();
+    let state = read_run_state(dir.path()).unwrap().unwrap();
+    assert_eq!(
+        (state.epochs_done, state.global_step, state.seed),
+        (1, 4, SEED)
+    );
+
+    // A fresh process: the model is rebuilt (here even from another init seed — the
+    // checkpoint overwrites it), the optimizer is new.
+    let mut trainer = Trainer::new(12345);
+    let mut events = Vec::new();
+    let summary = trainer
+        .resume(&config(dir.path(), EPOCHS), |e| events.push(e.clone()))
+        .unwrap();
+    assert!(matches!(
+        events[0],
+        TrainEvent::Started {
+            start_epoch: 1,
+            global_step: 4,
+            resumed: true,
+            ..
+        }
+    ));
+    assert_eq!(summary.epochs.len(), EPOCHS - 1);
+    let remaining: Vec<(usize, usize)> = (4..12).map(|s| (s, s % 4)).collect();
+    assert_eq!(steps(&events), remaining);
+    expected.assert_same_state(&trainer, "resumed after epoch 1");
+}
+
+#[test]
+fn killed_mid_epoch_resumes_bit_identically() {
+    let expected = unbroken_run();
+    let dir = tempfile::tempdir().unwrap();
+    // Killed at step 9 (epoch 2, batch 1), with checkpoints at the ends of epochs only.
+    run_killed_at_step(&config(dir.path(), EPOCHS), 9);
+    assert_eq!(read_run_state(dir.path()).unwrap().unwrap().epochs_done, 2);
+
+    let mut trainer = Trainer::new(SEED);
+    trainer.resume(&config(dir.path(), EPOCHS), |_| {}).unwrap();
+    expected.assert_same_state(&trainer, "killed at step 9");
+}
+
+#[test]
+fn nan_loss_names_the_step_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::new(SEED);
+    // The head's output bias: nothing (no ReLU) can hide a NaN placed there.
+    let weight = trainer.model.parameters().last().unwrap().clone();
+    let err = trainer
+        .pretrain(&config(dir.path(), EPOCHS), |e| {
+            // Corrupt a weight after step 5 (epoch 1, batch 1): step 6 sees a NaN loss.
+            if let TrainEvent::Step(s) = e {
+                if s.step == 5 {
+                    weight.data_mut()[0] = f32::NAN;
+                }
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PretrainError::NonFiniteLoss {
+                step: 6,
+                epoch: 1,
+                batch: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let state = assert_kept_epoch_0s_checkpoint(&err, "at step 6", dir.path());
+    assert!(state.last_epoch_loss.is_finite());
+}
+
+#[test]
+fn an_update_that_blows_the_weights_up_names_the_step_and_writes_no_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), EPOCHS);
+    // A sane first epoch (a good checkpoint), then a rate that overflows every weight.
+    cfg.schedule = Schedule::Then {
+        steps: 4,
+        first: Box::new(Schedule::Constant(1e-3)),
+        second: Box::new(Schedule::Constant(f32::INFINITY)),
+    };
+    let err = Trainer::new(SEED).pretrain(&cfg, |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PretrainError::NonFiniteWeights {
+                step: 4,
+                epoch: 1,
+                batch: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_kept_epoch_0s_checkpoint(&err, "learning rate", dir.path());
+}
+
+#[test]
+fn resume_refuses_another_seed_or_a_missing_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::new(SEED);
+    let err = trainer.resume(&config(dir.path(), 1), |_| {}).unwrap_err();
+    assert!(matches!(err, PretrainError::NoCheckpoint { .. }), "{err}");
+    trainer.pretrain(&config(dir.path(), 1), |_| {}).unwrap();
+    // The run's data, augmented with another seed.
+    let err = resume(
+        &trainer.model,
+        &mut trainer.opt,
+        &loader(SEED + 1),
+        &config(dir.path(), 2),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("seed 17"), "{err}");
+}
+
+#[test]
+fn events_serialise_as_json_lines() {
+    let mut cfg = PretrainConfig::report(1);
+    cfg.max_steps_per_epoch = Some(2);
+    let mut lines = Vec::new();
+    let summary = Trainer::new(SEED)
+        .pretrain(&cfg, |e| lines.push(serde_json::to_string(e).unwrap()))
+        .unwrap();
+    assert_eq!(lines.len(), 1 + 2 + 1, "{lines:?}");
+    assert!(lines[1].starts_with("{\"event\":\"step\""), "{}", lines[1]);
+    assert!(lines[3].contains("\"mean_loss\""), "{}", lines[3]);
+    assert_eq!(summary.epochs[0].steps, 2);
+    assert!(summary.epochs[0].mean_loss.is_finite());
+}
+
 #[test]
 fn killed_after_any_step_resumes_from_the_checkpoint_inside_the_epoch_bit_identically() {
-    let expected = unbroken_run_with_its_checkpoint();
+    let expected = unbroken_run();
     // Every step of the 3 × 4-step run but the first: the last checkpoint is inside an epoch
     // (after batch 0, 1 or 2) or at its end.
     for kill_at in 1..EPOCHS * 4 {
         let dir = tempfile::tempdir().unwrap();
-        run_killed_at_step(dir.path(), kill_at);
+        let every_step = PretrainConfig {
+            checkpoint_every: Some(Duration::ZERO),
+            ..config(dir.path(), EPOCHS)
+        };
+        run_killed_at_step(&every_step, kill_at);
         let state = read_run_state(dir.path()).unwrap().unwrap();
         let (epoch, batch) = (kill_at / 4, kill_at % 4);
         assert_eq!(
@@ -390,17 +355,11 @@ fn killed_after_any_step_resumes_from_the_checkpoint_inside_the_epoch_bit_identi
 
         // A fresh process, checkpointing at the ends of epochs only: the interval changes
         // nothing that is computed.
-        let model = tiny_model(54321);
-        let mut opt = adam(&model);
+        let mut trainer = Trainer::new(54321);
         let mut events = Vec::new();
-        let summary = resume(
-            &model,
-            &mut opt,
-            &loader(SEED),
-            &config(dir.path(), EPOCHS),
-            |e| events.push(e.clone()),
-        )
-        .unwrap();
+        let summary = trainer
+            .resume(&config(dir.path(), EPOCHS), |e| events.push(e.clone()))
+            .unwrap();
         let TrainEvent::Started {
             start_epoch,
             start_batch,
@@ -414,22 +373,11 @@ fn killed_after_any_step_resumes_from_the_checkpoint_inside_the_epoch_bit_identi
             (start_epoch, start_batch, global_step),
             (epoch, batch, kill_at)
         );
-        let steps: Vec<(usize, usize)> = events
-            .iter()
-            .filter_map(|e| match e {
-                TrainEvent::Step(s) => Some((s.step, s.batch)),
-                _ => None,
-            })
-            .collect();
         let remaining: Vec<(usize, usize)> = (kill_at..EPOCHS * 4).map(|s| (s, s % 4)).collect();
-        assert_eq!(steps, remaining, "resumed at step {kill_at}");
+        assert_eq!(steps(&events), remaining, "resumed at step {kill_at}");
+        expected.assert_same_state(&trainer, &format!("killed at step {kill_at}"));
         assert!(
-            snapshot(&model, &opt) == expected.snapshot,
-            "killed at step {kill_at}: the resumed weights differ from the unbroken run's"
-        );
-        let checkpoint = std::fs::read(dir.path().join("checkpoint.safetensors")).unwrap();
-        assert!(
-            checkpoint == expected.checkpoint,
+            checkpoint_bytes(dir.path()) == expected.checkpoint,
             "killed at step {kill_at}: the final checkpoint differs from the unbroken run's"
         );
         // The epoch resumed inside reports the whole epoch, as the unbroken run did.
@@ -456,17 +404,14 @@ fn killed_after_any_step_resumes_from_the_checkpoint_inside_the_epoch_bit_identi
 fn checkpoints_inside_epochs_are_written_when_the_interval_has_passed() {
     let events_with = |every: Option<Duration>| {
         let dir = tempfile::tempdir().unwrap();
-        let model = tiny_model(SEED);
-        let mut opt = adam(&model);
         let cfg = PretrainConfig {
             checkpoint_every: every,
             ..config(dir.path(), 2)
         };
         let mut events = Vec::new();
-        pretrain(&model, &mut opt, &loader(SEED), &cfg, |e| {
-            events.push(e.clone())
-        })
-        .unwrap();
+        Trainer::new(SEED)
+            .pretrain(&cfg, |e| events.push(e.clone()))
+            .unwrap();
         // Ends at an epoch boundary, so the file reads as one of before mid-epoch checkpoints.
         let state = read_run_state(dir.path()).unwrap().unwrap();
         assert!(state.epoch_progress.is_epoch_start());

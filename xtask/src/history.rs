@@ -156,16 +156,6 @@ mod tests {
         )
     }
 
-    /// Step `batch` of `epoch` with 3 steps an epoch.
-    fn step_of_3(epoch: usize, batch: usize, loss: f32) -> String {
-        line(
-            "pretrain",
-            json!({"event": "step", "epoch": epoch, "batch": batch, "batches": 3,
-                   "step": epoch * 3 + batch, "loss": loss, "lr": 1e-3, "images": 4,
-                   "seconds": 0.5, "images_per_s": 8.0, "data_wait_seconds": 0.0}),
-        )
-    }
-
     fn checkpoint(epoch: usize, batches_done: usize) -> String {
         line(
             "pretrain",
@@ -175,13 +165,27 @@ mod tests {
         )
     }
 
-    fn step(epoch: usize, batch: usize, loss: f32) -> String {
+    /// Step `batch` of `epoch` with `batches` steps an epoch.
+    fn step_of(batches: usize, epoch: usize, batch: usize, loss: f32) -> String {
         line(
             "pretrain",
-            json!({"event": "step", "epoch": epoch, "batch": batch, "batches": 2,
-                   "step": epoch * 2 + batch, "loss": loss, "lr": 1e-3, "images": 4,
+            json!({"event": "step", "epoch": epoch, "batch": batch, "batches": batches,
+                   "step": epoch * batches + batch, "loss": loss, "lr": 1e-3, "images": 4,
                    "seconds": 0.5, "images_per_s": 8.0, "data_wait_seconds": 0.0}),
         )
+    }
+
+    /// Step `batch` of `epoch` with 2 steps an epoch.
+    fn step(epoch: usize, batch: usize, loss: f32) -> String {
+        step_of(2, epoch, batch, loss)
+    }
+
+    /// The history replayed from a metrics log of `lines`.
+    fn replay(lines: &[String]) -> History {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        History::replay(&path).unwrap()
     }
 
     fn epoch(epoch: usize, loss: f32) -> String {
@@ -211,10 +215,7 @@ mod tests {
             line("classifier", json!({"epoch": 0})),
             r#"{"phase":"pretrain","data":{"event":"st"#.to_string(), // a torn line
         ];
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("metrics.jsonl");
-        std::fs::write(&path, lines.join("\n")).unwrap();
-        let h = History::replay(&path).unwrap();
+        let h = replay(&lines);
         assert_eq!(
             h.step_losses,
             vec![(0.0, 5.0), (0.5, 4.0), (1.0, 3.75), (1.5, 3.625)]
@@ -228,6 +229,7 @@ mod tests {
 
     #[test]
     fn a_run_resumed_inside_an_epoch_counts_each_step_and_epoch_once() {
+        let step_of_3 = |epoch: usize, batch: usize, loss: f32| step_of(3, epoch, batch, loss);
         let epoch_of_3 = |epoch: usize, loss: f32, seconds: f64| {
             line(
                 "pretrain",
@@ -252,10 +254,7 @@ mod tests {
             // The epoch's statistics include its step before the checkpoint.
             epoch_of_3(1, 2.0, 1.5),
         ];
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("metrics.jsonl");
-        std::fs::write(&path, lines.join("\n")).unwrap();
-        let h = History::replay(&path).unwrap();
+        let h = replay(&lines);
         // Steps 0..6 once each: the step redone after the checkpoint replaces the first try.
         let expected: Vec<(f64, f64)> = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
             .into_iter()

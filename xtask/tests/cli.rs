@@ -216,45 +216,80 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temporary path")
 }
 
+/// Two runs of `epochs` epochs on the clean dataset, in a scratch directory: `unbroken`, run
+/// to its end when the pair is made, and `killed`, for a test to kill and resume.
+struct UnbrokenAndKilled {
+    _scratch: tempfile::TempDir,
+    data: PathBuf,
+    epochs: usize,
+    unbroken: PathBuf,
+    killed: PathBuf,
+}
+
+impl UnbrokenAndKilled {
+    fn new(epochs: usize) -> UnbrokenAndKilled {
+        let scratch = tempfile::tempdir().unwrap();
+        let data = scratch.path().join("data");
+        write_dataset(&data, &clean_files());
+        let runs = UnbrokenAndKilled {
+            unbroken: scratch.path().join("unbroken"),
+            killed: scratch.path().join("killed"),
+            _scratch: scratch,
+            data,
+            epochs,
+        };
+        runs.run_to_end(&["--out", path_str(&runs.unbroken)]);
+        runs
+    }
+
+    /// `xtask mnist` on the dataset with `flags`, run to its end: it must succeed.
+    fn run_to_end(&self, flags: &[&str]) {
+        let status = xtask_mnist(&self.data, self.epochs, flags)
+            .status()
+            .unwrap();
+        assert!(status.success(), "xtask mnist {flags:?} failed");
+    }
+
+    /// Starts the `killed` run with `flags` and SIGKILLs it once its metrics log has an event
+    /// of kind `event` (before the run ends).
+    fn start_and_kill_once_logged(&self, flags: &[&str], event: &str) {
+        let mut child = xtask_mnist(&self.data, self.epochs, &["--out", path_str(&self.killed)])
+            .args(flags)
+            .spawn()
+            .unwrap();
+        let logged = format!(r#""event":"{event}""#);
+        while !std::fs::read_to_string(self.metrics()).is_ok_and(|t| t.contains(&logged)) {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        assert!(
+            !child.wait().unwrap().success(),
+            "the run was killed before its end"
+        );
+    }
+
+    /// The `killed` run's metrics log.
+    fn metrics(&self) -> PathBuf {
+        self.killed.join("metrics.jsonl")
+    }
+
+    fn assert_same_checkpoints(&self) {
+        let checkpoint = |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
+        assert!(
+            checkpoint(&self.unbroken) == checkpoint(&self.killed),
+            "the resumed run's checkpoint differs from the unbroken run's"
+        );
+    }
+}
+
 #[test]
 fn a_killed_run_resumes_to_the_unbroken_runs_checkpoint_byte_for_byte() {
-    let scratch = tempfile::tempdir().unwrap();
-    let data = scratch.path().join("data");
-    write_dataset(&data, &clean_files());
-    let (unbroken, killed) = (
-        scratch.path().join("unbroken"),
-        scratch.path().join("killed"),
-    );
-    let epochs = 12;
-    let status = xtask_mnist(&data, epochs, &["--out", path_str(&unbroken)])
-        .status()
-        .unwrap();
-    assert!(status.success());
-
-    let mut child = xtask_mnist(&data, epochs, &["--out", path_str(&killed)])
-        .spawn()
-        .unwrap();
+    let runs = UnbrokenAndKilled::new(12);
     // SIGKILL once the first epoch's checkpoint is written.
-    let metrics = killed.join("metrics.jsonl");
-    while !std::fs::read_to_string(&metrics).is_ok_and(|t| t.contains(r#""event":"epoch""#)) {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    assert!(
-        !child.wait().unwrap().success(),
-        "the run was killed before its end"
-    );
-    let status = xtask_mnist(&data, epochs, &["--resume", path_str(&killed)])
-        .status()
-        .unwrap();
-    assert!(status.success());
-
-    let checkpoint = |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
-    assert!(
-        checkpoint(&unbroken) == checkpoint(&killed),
-        "the resumed run's checkpoint differs from the unbroken run's"
-    );
+    runs.start_and_kill_once_logged(&[], "epoch");
+    runs.run_to_end(&["--resume", path_str(&runs.killed)]);
+    runs.assert_same_checkpoints();
 
     // Resuming the finished run pretrains no more and reports the whole run, not 0 s.
     let pretrain_seconds = |dir: &Path| {
@@ -262,62 +297,29 @@ fn a_killed_run_resumes_to_the_unbroken_runs_checkpoint_byte_for_byte() {
         let results: serde_json::Value = serde_json::from_str(&text).unwrap();
         results["pretrain_seconds"].as_f64().unwrap()
     };
-    let finished = pretrain_seconds(&unbroken);
-    let status = xtask_mnist(&data, epochs, &["--resume", path_str(&unbroken)])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let finished = pretrain_seconds(&runs.unbroken);
+    runs.run_to_end(&["--resume", path_str(&runs.unbroken)]);
     assert!(finished > 0.0);
-    assert_eq!(pretrain_seconds(&unbroken), finished);
-    assert!(checkpoint(&unbroken) == checkpoint(&killed));
+    assert_eq!(pretrain_seconds(&runs.unbroken), finished);
+    runs.assert_same_checkpoints();
 }
 
 #[test]
 fn a_run_killed_after_a_checkpoint_inside_an_epoch_resumes_byte_for_byte() {
-    let scratch = tempfile::tempdir().unwrap();
-    let data = scratch.path().join("data");
-    write_dataset(&data, &clean_files());
-    let (unbroken, killed) = (
-        scratch.path().join("unbroken"),
-        scratch.path().join("killed"),
-    );
-    let epochs = 4;
-    let status = xtask_mnist(&data, epochs, &["--out", path_str(&unbroken)])
-        .status()
-        .unwrap();
-    assert!(status.success());
-
+    let runs = UnbrokenAndKilled::new(4);
     // Checkpoints after every step; SIGKILL once one inside an epoch is written.
     let every_step = ["--checkpoint-minutes", "0"];
-    let mut child = xtask_mnist(&data, epochs, &["--out", path_str(&killed)])
-        .args(every_step)
-        .spawn()
-        .unwrap();
-    let metrics = killed.join("metrics.jsonl");
-    while !std::fs::read_to_string(&metrics).is_ok_and(|t| t.contains(r#""event":"checkpoint""#)) {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.kill().unwrap();
-    assert!(!child.wait().unwrap().success());
+    runs.start_and_kill_once_logged(&every_step, "checkpoint");
     // Inside an epoch, unless the kill came after an epoch's last step.
-    let stopped_at = simclr_contrastive::read_run_state(&killed)
+    let stopped_at = simclr_contrastive::read_run_state(&runs.killed)
         .unwrap()
         .expect("a checkpoint")
         .epoch_progress
         .batches;
-    let status = xtask_mnist(&data, epochs, &["--resume", path_str(&killed)])
-        .args(every_step)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    runs.run_to_end(&[&["--resume", path_str(&runs.killed)][..], &every_step].concat());
+    runs.assert_same_checkpoints();
 
-    let checkpoint = |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
-    assert!(
-        checkpoint(&unbroken) == checkpoint(&killed),
-        "the resumed run's checkpoint differs from the unbroken run's"
-    );
-    let log = std::fs::read_to_string(&metrics).unwrap();
+    let log = std::fs::read_to_string(runs.metrics()).unwrap();
     let resumed = log
         .lines()
         .filter(|l| l.contains(r#""event":"started""#))

@@ -15,7 +15,7 @@
 
 use simclr_tensor::Tensor;
 
-use super::{zip_update, OptimStateError, Optimizer, Slots};
+use super::{config_lr_and_slots_methods, zip_update, Optimizer, Slots};
 
 /// Hyper-parameters of [`Adam`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -172,24 +172,6 @@ impl Optimizer for Adam {
         }
     }
 
-    fn lr(&self) -> f32 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f32) {
-        self.config.lr = lr;
-    }
-
-    fn params(&self) -> &[Tensor] {
-        &self.slots.params
-    }
-
-    fn state(&self) -> Vec<(String, Tensor)> {
-        self.slots.state(self.config.lr)
-    }
-
-    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), OptimStateError> {
-        self.config.lr = self.slots.load_state(state)?;
-        Ok(())
-    }
+    // `lr`, `set_lr`, `params`, `state` and `load_state`, on `self.config.lr` and `self.slots`.
+    config_lr_and_slots_methods!();
 }

@@ -19,7 +19,9 @@ use rayon::prelude::*;
 use simclr_tensor::parallel::min_items;
 use simclr_tensor::Tensor;
 
-use super::{chunk_sum_sq, l2_norm, zip_update1, OptimStateError, Optimizer, Slots, CHUNK};
+use super::{
+    chunk_sum_sq, config_lr_and_slots_methods, l2_norm, zip_update1, Optimizer, Slots, CHUNK,
+};
 
 /// Hyper-parameters of [`Lars`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -158,24 +160,6 @@ impl Optimizer for Lars {
         }
     }
 
-    fn lr(&self) -> f32 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f32) {
-        self.config.lr = lr;
-    }
-
-    fn params(&self) -> &[Tensor] {
-        &self.slots.params
-    }
-
-    fn state(&self) -> Vec<(String, Tensor)> {
-        self.slots.state(self.config.lr)
-    }
-
-    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), OptimStateError> {
-        self.config.lr = self.slots.load_state(state)?;
-        Ok(())
-    }
+    // `lr`, `set_lr`, `params`, `state` and `load_state`, on `self.config.lr` and `self.slots`.
+    config_lr_and_slots_methods!();
 }

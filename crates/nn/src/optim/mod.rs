@@ -232,3 +232,36 @@ impl<const N: usize> Slots<N> {
         Ok(lr.unwrap_or(0.0))
     }
 }
+
+/// The [`Optimizer`] methods other than `step` of an optimizer that keeps its learning rate in
+/// `self.config.lr` and its parameters and state in `self.slots` (a [`Slots`]): `lr`, `set_lr`,
+/// `params`, `state` and `load_state`, the same for every optimizer here. Used inside the
+/// optimizer's `impl Optimizer for …` block.
+macro_rules! config_lr_and_slots_methods {
+    () => {
+        fn lr(&self) -> f32 {
+            self.config.lr
+        }
+
+        fn set_lr(&mut self, lr: f32) {
+            self.config.lr = lr;
+        }
+
+        fn params(&self) -> &[::simclr_tensor::Tensor] {
+            &self.slots.params
+        }
+
+        fn state(&self) -> Vec<(String, ::simclr_tensor::Tensor)> {
+            self.slots.state(self.config.lr)
+        }
+
+        fn load_state(
+            &mut self,
+            state: &[(String, ::simclr_tensor::Tensor)],
+        ) -> Result<(), $crate::optim::OptimStateError> {
+            self.config.lr = self.slots.load_state(state)?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use config_lr_and_slots_methods;
