@@ -92,6 +92,13 @@ impl Gathering {
             },
         }
     }
+
+    /// The adjoint convolution's weight as a `cin × cout·kh·kw` matrix (built only when the
+    /// input gradient is needed).
+    fn adjoint_weight(&self) -> MatRef<'_> {
+        let adj = &self.adjoint;
+        MatRef::new(&self.adjoint_w, adj.cout, adj.col_rows())
+    }
 }
 
 /// One task's weight and input gradients: `dW += dY·colsᵀ` and `dx = W'·cols'(dY)`, both
@@ -102,7 +109,6 @@ fn backward_images(g: &Geometry, gather: &Gathering, task: Task) {
     let Task { x, dy, dx, dw } = task;
     let images = dy.len() / g.out_image();
     let adj = &gather.adjoint;
-    let w_adj = MatRef::new(&gather.adjoint_w, adj.cout, adj.col_rows());
     if images == 1 && !g.gathers_wide() {
         let dy_mat = MatRef::new(dy, g.cout, g.out_pixels());
         if let Some(dw) = dw {
@@ -116,6 +122,7 @@ fn backward_images(g: &Geometry, gather: &Gathering, task: Task) {
             with_scratch(adj.padded_image_len(), |dyp| {
                 pad_images(adj, dy, dyp);
                 let dx = MatMut::new(dx, adj.cout, adj.out_pixels());
+                let w_adj = gather.adjoint_weight();
                 gemm_gathered(1.0, w_adj, gather.adjoint_cols.of(dyp, 1), 0.0, dx);
             });
         }
@@ -145,7 +152,7 @@ fn backward_images(g: &Geometry, gather: &Gathering, task: Task) {
             let dx_out = MatMut::new(dx_mat, g.cin, dx_width);
             gemm_gathered(
                 1.0,
-                w_adj,
+                gather.adjoint_weight(),
                 gather.adjoint_cols.of(padded, images),
                 0.0,
                 dx_out,

@@ -1,7 +1,8 @@
 //! The im2col path: any convolution the other paths do not take (strided ones, 1×1 kernels,
-//! 5- and 6-pixel images). The column matrix `cols` (`K × P`, see [`super`]) is written out,
-//! then `Y = W · cols` is one GEMM; the backward is `dW += dY · colsᵀ` and
-//! `dcols = Wᵀ · dY`, scattered back by col2im.
+//! images whose rows neither fill 16-pixel strips nor pay as wide rows, such as 6 or 3
+//! pixels). The column matrix `cols` (`K × P`, see [`super`]) is written out, then
+//! `Y = W · cols` is one GEMM; the backward is `dW += dY · colsᵀ` and `dcols = Wᵀ · dY`,
+//! scattered back by col2im.
 //!
 //! - A larger image's `cols` is built one band of output rows at a time, sized to stay in L2
 //!   ([`Geometry::band_rows`]); each worker thread keeps its buffer between calls.
@@ -83,11 +84,11 @@ pub(super) fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: OutputGrad, needs
 /// col2im scatters each image's columns back onto its input gradient. One image goes band by
 /// band.
 pub(super) fn backward_images(g: &Geometry, w: &[f32], task: Task) {
-    let Task { x, dy, dx, dw } = task;
-    let images = dy.len() / g.out_image();
+    let images = task.dy.len() / g.out_image();
     if images == 1 {
-        return backward_image(g, w, Task { x, dy, dx, dw });
+        return backward_image(g, w, task);
     }
+    let Task { x, dy, dx, dw } = task;
     let (k, p, cout) = (g.col_rows(), g.out_pixels(), g.cout);
     let width = images * p;
     with_scratch(k * width + cout * width, |scratch| {

@@ -43,7 +43,7 @@
 //! | [`direct`] | one input channel, stride 1 (a first layer) | `K = kh·kw` is too thin for a GEMM: loops with the weights in registers |
 //! | [`winograd`] | 3×3, stride 1, padding 1, ≥ 64 channels, where it measures faster ([`Geometry::winograd`]) | 2.25× (F(2×2)) or 4× (F(4×4)) fewer multiplications |
 //! | [`gathered`] | other stride-1 shapes whose rows fill 16-pixel strips, or waste at most a quarter as wide rows ([`Geometry::gathers`]) | the GEMM reads the column matrix in place from the padded image: no im2col, no col2im |
-//! | [`im2col`] | everything else: strided, 1×1, 5- and 6-pixel images | the column matrix written out band by band (or per group of small images), then one GEMM |
+//! | [`im2col`] | everything else: strided, 1×1, rows too short to gather (6 and 3 pixels wide, say) | the column matrix written out band by band (or per group of small images), then one GEMM |
 //!
 //! [`Tensor::conv2d_relu_max_pool2d`] ([`pooled`]) runs the same paths with a ReLU and a 2×2
 //! max-pool fused after them.
