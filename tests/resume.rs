@@ -65,8 +65,7 @@ fn config(dir: &Path, epochs: usize) -> PretrainConfig {
         // Warm-up then cosine over the whole 3-epoch run, so the schedule position matters.
         schedule: Schedule::warmup_cosine(3e-3, 3, EPOCHS * 4),
         run_dir: Some(dir.to_path_buf()),
-        max_steps_per_epoch: None,
-        checkpoint_every: None,
+        ..PretrainConfig::report(epochs)
     }
 }
 

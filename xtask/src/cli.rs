@@ -30,6 +30,24 @@ pub enum Command {
     Bench(BenchArgs),
     /// Writes a PNG grid of augmented view pairs, to check a recipe by eye.
     ShowAugment(ShowAugmentArgs),
+    /// Checks that the ranks of a data-parallel run train as one process with the whole batch
+    /// (same loss every step, same weights after), for the MNIST encoder and a small ResNet
+    /// with synced batch norm: `mpirun -np 2 target/release/xtask check-distributed`.
+    CheckDistributed(CheckDistributedArgs),
+}
+
+/// Arguments of `check-distributed`.
+#[derive(Args, Debug)]
+pub struct CheckDistributedArgs {
+    /// Global batch size (source images; divisible by the ranks).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Optimizer steps compared.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Largest relative difference of a loss or a weight tensor that passes.
+    #[arg(long, default_value_t = 1e-5)]
+    pub tolerance: f64,
 }
 
 /// The optimizer used for pretraining.
@@ -137,9 +155,15 @@ pub struct ExperimentArgs {
     /// Seed of every random choice (weights, shuffles, augmentations) [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Worker threads [default: all cores].
+    /// Worker threads [default: all cores; in a distributed run, the cores shared by the
+    /// machine's ranks].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run as one rank of a data-parallel run started by an MPI launcher (`mpirun -np R
+    /// target/release/xtask mnist --distributed`): each rank pretrains on its shard of every
+    /// batch; rank 0 writes the run directory. Needs the runner built with `--features mpi`.
+    #[arg(long)]
+    pub distributed: bool,
     /// Where the datasets are [default: $SIMCLR_DATA_DIR, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

@@ -2,6 +2,7 @@
 //! head → clustering baselines → `results.json`, `report.md` and plots in the run directory.
 
 use std::path::Path;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -14,12 +15,14 @@ use simclr_contrastive::{
 };
 use simclr_data::{
     load_cifar10, load_mnist, resolve_data_dir, verify, DatasetKind, Downloader, ImageSet, Loader,
-    LoaderConfig, Split,
+    LoaderConfig, Shard, Split,
 };
 use simclr_nn::checkpoint::{self, LoadOptions};
 use simclr_nn::Module;
+use simclr_tensor::Collective;
 
 use crate::cli::BaselinesArgs;
+use crate::distributed::{agree_on_config, Ranks};
 use crate::history::History;
 use crate::plots::{self, Series};
 use crate::progress::Phase;
@@ -66,8 +69,10 @@ fn capped(set: ImageSet, limit: Option<usize>) -> Result<ImageSet> {
 }
 
 /// Runs the whole experiment: loads and splits the data, claims the run directory (every check
-/// that can refuse the command comes first), then the four phases below, in order.
-pub fn run(exp: &Experiment) -> Result<()> {
+/// that can refuse the command comes first), then the four phases below, in order. In a
+/// distributed run, every rank pretrains on its shard of each batch, and rank 0 alone does
+/// everything else (the run directory, the probe, the baselines, the report).
+pub fn run(exp: &Experiment, ranks: &Ranks) -> Result<()> {
     let started = Instant::now();
     let a = &exp.args;
     let data_dir = resolve_data_dir(a.data_dir.as_deref());
@@ -86,6 +91,14 @@ pub fn run(exp: &Experiment) -> Result<()> {
     // Every check that can refuse the command comes before anything is written.
     let path = RunDir::path_for(a.resume.as_deref().or(a.out.as_deref()), exp.name());
     let config = exp.config();
+    let group = &ranks.group;
+    agree_on_config(&**group, &config)?;
+    if !ranks.is_leader() {
+        // Rank 0 reads and writes the run directory; the others only train.
+        let model = exp.build_model()?;
+        pretrain_parts(exp, &model, &pretrain_set, &path, group, |_| {})?;
+        return Ok(());
+    }
     let claim = if a.resume.is_some() {
         if read_run_state(&path)?.is_none() {
             bail!(
@@ -110,9 +123,25 @@ pub fn run(exp: &Experiment) -> Result<()> {
         sizes[2],
         run.path.display()
     );
+    if group.ranks() > 1 {
+        println!(
+            "distributed: {} ranks, {} of them on this machine, {} threads each",
+            group.ranks(),
+            ranks.on_this_machine,
+            rayon::current_num_threads()
+        );
+    }
 
     let model = exp.build_model()?;
-    let (state, history) = pretrain_phase(exp, &model, &mut run, &train, &pretrain_set, &labeled)?;
+    let (state, history) = pretrain_phase(
+        exp,
+        &model,
+        &mut run,
+        &train,
+        &pretrain_set,
+        &labeled,
+        group,
+    )?;
     let probe = probe_phase(exp, &model, &mut run, &labeled, &test)?;
     let (baselines, baselines_seconds) = baselines_phase(exp, &pretrain_set, &test)?;
     let accuracy_of = |m: Method| baselines.iter().find(|r| r.method == m).map(|r| r.accuracy);
@@ -161,31 +190,15 @@ fn pretrain_phase(
     train: &ImageSet,
     pretrain_set: &ImageSet,
     labeled: &ImageSet,
+    group: &Rc<dyn Collective>,
 ) -> Result<(RunState, History)> {
     let a = &exp.args;
-    let mut optimizer = exp.optimizer(model.parameters());
-    // One copy of the images, shared by the small-view and the full-size loaders.
-    let images = std::sync::Arc::new(pretrain_set.clone());
-    let loader_of = |small: bool| {
-        Loader::new(
-            images.clone(),
-            exp.augmenter(small),
-            LoaderConfig::two_views(exp.batch_size.min(pretrain_set.len())),
-        )
-    };
-    let loader = loader_of(false)?;
     let small_epochs = exp.small_view_epochs();
-    let cfg = PretrainConfig {
-        epochs: exp.epochs,
-        temperature: exp.temperature,
-        schedule: exp.schedule(loader.len()),
-        run_dir: Some(run.path.clone()),
-        max_steps_per_epoch: None,
-        checkpoint_every: Some(Duration::from_secs_f64(60.0 * a.checkpoint_minutes)),
-    };
+    let steps_per_epoch = pretrain_set.len() / exp.batch_size.min(pretrain_set.len());
+    let run_dir = run.path.clone();
     let monitor = knn_monitor_sets(train, &exp.split, labeled, a.knn_monitor)?;
     let norm = exp.kind.normalize();
-    let mut phase = Phase::start("pretrain", (exp.epochs * loader.len()) as u64);
+    let mut phase = Phase::start("pretrain", (exp.epochs * steps_per_epoch) as u64);
     // A resumed run's plots and times cover its earlier processes too.
     let mut history = History::replay(&run.file("metrics.jsonl"))?;
     // At most about 20 monitor points per run, and always the last epoch.
@@ -260,9 +273,57 @@ fn pretrain_phase(
             TrainEvent::Checkpoint(_) => {}
         }
     };
-    // Small views first (if any), then full-size ones: the second part continues the first
-    // exactly as a resumed run would, from the checkpoint the first part ended on.
-    let mut on_event = on_event;
+    let state = pretrain_parts(exp, model, pretrain_set, &run_dir, group, on_event)?;
+    if let Some(e) = log_error {
+        return Err(e.context("cannot write metrics.jsonl"));
+    }
+    phase.finish(&format!(
+        "{} epochs, final loss {:.4}",
+        history.epochs.len(),
+        state.last_epoch_loss
+    ));
+    Ok((state, history))
+}
+
+/// SimCLR pretraining of `model` on `pretrain_set` (this rank's shard of it in a distributed
+/// run), small views first if any, then full-size ones — the second part continues the first
+/// exactly as a resumed run would, from the checkpoint the first part ended on in `run_dir`;
+/// returns the final progress.
+fn pretrain_parts(
+    exp: &Experiment,
+    model: &SimClr,
+    pretrain_set: &ImageSet,
+    run_dir: &Path,
+    group: &Rc<dyn Collective>,
+    mut on_event: impl FnMut(&TrainEvent),
+) -> Result<RunState> {
+    let a = &exp.args;
+    let mut optimizer = exp.optimizer(model.parameters());
+    // One copy of the images, shared by the small-view and the full-size loaders.
+    let images = std::sync::Arc::new(pretrain_set.clone());
+    let shard = Shard {
+        index: group.rank(),
+        count: group.ranks(),
+    };
+    let loader_of = |small: bool| {
+        let cfg = LoaderConfig {
+            shard,
+            ..LoaderConfig::two_views(exp.batch_size.min(pretrain_set.len()))
+        };
+        Loader::new(images.clone(), exp.augmenter(small), cfg)
+            .with_context(|| format!("cannot split the batch over {} ranks", shard.count))
+    };
+    let loader = loader_of(false)?;
+    let small_epochs = exp.small_view_epochs();
+    let cfg = PretrainConfig {
+        epochs: exp.epochs,
+        temperature: exp.temperature,
+        schedule: exp.schedule(loader.len()),
+        run_dir: Some(run_dir.to_path_buf()),
+        max_steps_per_epoch: None,
+        checkpoint_every: Some(Duration::from_secs_f64(60.0 * a.checkpoint_minutes)),
+        group: group.clone(),
+    };
     let mut resuming = a.resume.is_some();
     let mut part = |loader: &Loader, cfg: &PretrainConfig, resuming: bool| {
         let run = if resuming { resume } else { pretrain };
@@ -280,16 +341,7 @@ fn pretrain_phase(
     if small_epochs < exp.epochs {
         last_part = Some(part(&loader, &cfg, resuming)?);
     }
-    let state = last_part.expect("at least one epoch to run").state;
-    if let Some(e) = log_error {
-        return Err(e.context("cannot write metrics.jsonl"));
-    }
-    phase.finish(&format!(
-        "{} epochs, final loss {:.4}",
-        history.epochs.len(),
-        state.last_epoch_loss
-    ));
-    Ok((state, history))
+    Ok(last_part.expect("at least one epoch to run").state)
 }
 
 /// What phase 2 measured.

@@ -7,6 +7,7 @@
 
 mod bench;
 mod cli;
+mod distributed;
 mod experiment;
 mod history;
 mod plots;
@@ -22,7 +23,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use simclr_data::{augment_grid_png, resolve_data_dir};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{CheckDistributedArgs, Cli, Command, ExperimentArgs};
+use crate::distributed::{check_against_one_process, CheckModel, CheckOptimizer, Ranks};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -69,15 +71,81 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Joins the run's ranks (just this process without `--distributed`) and sets the threads:
+/// `--threads`, or the cores this machine's ranks share.
+fn join(args: &ExperimentArgs) -> Result<Ranks> {
+    let ranks = distributed::join(args.distributed)?;
+    let shared = (ranks.on_this_machine > 1).then(|| ranks.default_threads());
+    set_threads(args.threads.or(shared))?;
+    Ok(ranks)
+}
+
+/// Runs `work` as one rank: an error on any rank of a distributed run is printed with the
+/// rank's number and ends every rank (the others would wait for this one forever).
+fn as_rank(ranks: &Ranks, work: impl FnOnce() -> Result<()>) -> Result<()> {
+    let result = work();
+    if let Err(e) = &result {
+        if ranks.group.ranks() > 1 {
+            eprintln!("error on rank {}: {}", ranks.group.rank(), one_line(e));
+            ranks.abort_others();
+        }
+    }
+    result
+}
+
+/// `check-distributed`: both models, compared on rank 0 against one process.
+fn check_distributed(ranks: &Ranks, args: &CheckDistributedArgs) -> Result<()> {
+    for (model, optimizer) in [
+        (CheckModel::MnistEncoder, CheckOptimizer::Sgd),
+        (CheckModel::MnistEncoder, CheckOptimizer::Adam),
+        (CheckModel::ResNet, CheckOptimizer::Sgd),
+        (CheckModel::ResNet, CheckOptimizer::Adam),
+    ] {
+        let group = ranks.group.clone();
+        let compared =
+            check_against_one_process(group, model, optimizer, args.batch_size, args.steps)?;
+        if let Some(c) = compared {
+            println!(
+                "{model:?} + {optimizer:?}: {} ranks against one process, {} steps of batch {}: losses \
+                 within {:.1e}, weights within {:.1e}, ranks within {:.1e} of each other \
+                 (relative)",
+                ranks.group.ranks(),
+                c.steps,
+                args.batch_size,
+                c.loss,
+                c.weights,
+                c.ranks_apart
+            );
+            let worst = c.worst(optimizer);
+            anyhow::ensure!(
+                worst <= args.tolerance,
+                "{model:?} + {optimizer:?}: the distributed run is {worst:.1e} from one \
+                 process, more than --tolerance {:.1e}",
+                args.tolerance
+            );
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Mnist(args) => {
-            set_threads(args.common.threads)?;
-            experiment::run(&settings::Experiment::mnist(args)?)
+            let ranks = join(&args.common)?;
+            as_rank(&ranks, || {
+                experiment::run(&settings::Experiment::mnist(args)?, &ranks)
+            })
         }
         Command::Cifar10(args) => {
-            set_threads(args.common.threads)?;
-            experiment::run(&settings::Experiment::cifar10(args)?)
+            let ranks = join(&args.common)?;
+            as_rank(&ranks, || {
+                experiment::run(&settings::Experiment::cifar10(args)?, &ranks)
+            })
+        }
+        Command::CheckDistributed(args) => {
+            let ranks = distributed::join(true)?;
+            set_threads(Some(ranks.default_threads()))?;
+            as_rank(&ranks, || check_distributed(&ranks, &args))
         }
         Command::Baselines(args) => experiment::baselines_only(&args),
         Command::Bench(args) => {

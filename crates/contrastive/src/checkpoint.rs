@@ -31,7 +31,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use simclr_nn::checkpoint::{self as nn_ckpt, LoadOptions};
-use simclr_nn::{Module, Optimizer};
+use simclr_nn::{CheckpointError, Module, Optimizer};
+use simclr_tensor::{Collective, Solo};
 
 use crate::error::PretrainError;
 
@@ -192,13 +193,43 @@ pub fn load_checkpoint(
     model: &dyn Module,
     optimizer: &mut dyn Optimizer,
 ) -> Result<RunState, PretrainError> {
+    load_checkpoint_of_rank0(run_dir, model, optimizer, &Solo)
+}
+
+/// [`load_checkpoint`] on every rank of `group`, from the file of rank 0 (which reads it and
+/// broadcasts its bytes: the other ranks need no copy of the run directory). Every rank
+/// returns the same result; the others' error when rank 0 cannot read it says so.
+pub fn load_checkpoint_of_rank0(
+    run_dir: &Path,
+    model: &dyn Module,
+    optimizer: &mut dyn Optimizer,
+    group: &dyn Collective,
+) -> Result<RunState, PretrainError> {
     let path = checkpoint_path(run_dir);
-    if !path.is_file() {
-        return Err(PretrainError::NoCheckpoint {
-            dir: run_dir.to_path_buf(),
-        });
+    let mut bytes = Vec::new();
+    let mut read_error = None;
+    if group.rank() == 0 {
+        if !path.is_file() {
+            read_error = Some(PretrainError::NoCheckpoint {
+                dir: run_dir.to_path_buf(),
+            });
+        } else {
+            match std::fs::read(&path) {
+                Ok(read) => bytes = read,
+                Err(source) => {
+                    let path = path.clone();
+                    read_error = Some(CheckpointError::Io { path, source }.into());
+                }
+            }
+        }
     }
-    let ckpt = nn_ckpt::Checkpoint::read(&path)?;
+    group.broadcast_bytes(&mut bytes);
+    if bytes.is_empty() {
+        return Err(read_error.unwrap_or_else(|| {
+            PretrainError::Ranks(format!("rank 0 could not read {}", path.display()))
+        }));
+    }
+    let ckpt = nn_ckpt::Checkpoint::parse(path.clone(), &bytes)?;
     let state = RunState::from_metadata(&path, ckpt.metadata())?;
     ckpt.load_into(model, Some(optimizer), &LoadOptions::strict())?;
     Ok(state)

@@ -71,6 +71,10 @@ pub enum PretrainError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The ranks of a data-parallel run cannot go on together (the message says why; rank 0's
+    /// own error, if it had one, is what rank 0 returns).
+    #[error("the ranks of the distributed run cannot go on: {0}")]
+    Ranks(String),
     /// The loader yields no batch (fewer images than one batch), or a batch has one pair.
     #[error("pretraining needs at least one batch of 2 or more images per epoch; {0}")]
     NoBatches(String),

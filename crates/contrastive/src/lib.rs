@@ -9,7 +9,9 @@
 //! 2. [`model`]: [`SimClr`] = encoder + projection head.
 //! 3. [`pretrain`](mod@pretrain): the training loop, its [`TrainEvent`]s, and [`checkpoint`]s that make a
 //!    run resumable bit for bit.
-//! 4. [`features`], [`linear_eval`](mod@linear_eval) and [`knn`]: how the learned features are judged — a
+//! 4. [`distributed`]: the same loop as one rank of a data-parallel run — synced batch norm,
+//!    the loss over every rank's projections, gradients summed.
+//! 5. [`features`], [`linear_eval`](mod@linear_eval) and [`knn`]: how the learned features are judged — a
 //!    linear probe on frozen features (the report's protocol), a kNN monitor, a fine-tune.
 //!
 //! ```no_run
@@ -38,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod distributed;
 mod error;
 pub mod features;
 pub mod knn;
@@ -46,7 +49,10 @@ pub mod model;
 pub mod nt_xent;
 pub mod pretrain;
 
-pub use checkpoint::{load_checkpoint, read_run_state, save_checkpoint, EpochProgress, RunState};
+pub use checkpoint::{
+    load_checkpoint, load_checkpoint_of_rank0, read_run_state, save_checkpoint, EpochProgress,
+    RunState,
+};
 pub use error::{EvalError, PretrainError};
 pub use features::{extract_features, features_of};
 pub use knn::{knn_accuracy, knn_eval, KnnConfig, KnnReport};

@@ -3,7 +3,7 @@
 //! One step takes a two-view batch from the loader — `[2B, C, H, W]`, rows `i` and `i + B`
 //! the two views of image `i` — and runs both views through encoder and head **as one batch**
 //! (one forward, so BatchNorm sees all `2B` images, as in the SimCLR paper), computes
-//! [`nt_xent`] on the `[2B, D]` projections, backpropagates, sets the learning rate the
+//! [`nt_xent`](crate::nt_xent()) on the `[2B, D]` projections, backpropagates, sets the learning rate the
 //! schedule gives for this global step, and lets the optimizer update the weights. The loader
 //! prepares the next batch on its own thread meanwhile.
 //!
@@ -27,6 +27,13 @@
 //! run bit for bit, however often and wherever it was checkpointed: saving reads the weights
 //! and changes nothing. A run killed hard thus loses at most the interval's work.
 //!
+//! With [`PretrainConfig::group`] of several ranks the loop is one rank of a data-parallel
+//! run (see [`crate::distributed`]): the loader makes this rank's shard of every batch, the
+//! loss gathers every rank's projections, the gradients are summed over the ranks before the
+//! update, a fresh run starts from rank 0's weights, a resumed one from rank 0's checkpoint,
+//! and only rank 0 writes checkpoints. Every rank reports the same losses; the images counted
+//! are the whole batch's.
+//!
 //! A NaN or infinite loss stops the run *before* that step's update with
 //! [`PretrainError::NonFiniteLoss`] naming the step, and an update that leaves a weight NaN or
 //! infinite stops it with [`PretrainError::NonFiniteWeights`] naming the step and the
@@ -34,19 +41,20 @@
 //! written stays as it was.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use simclr_data::{Batch, Loader};
+use simclr_data::{Batch, Loader, Shard};
 use simclr_nn::{Module, Optimizer, Schedule};
-use simclr_tensor::Tensor;
+use simclr_tensor::{Collective, Solo, Tensor};
 
 use crate::checkpoint::{
-    checkpoint_path, load_checkpoint, save_checkpoint, EpochProgress, RunState,
+    checkpoint_path, load_checkpoint_of_rank0, save_checkpoint, EpochProgress, RunState,
 };
+use crate::distributed::{broadcast_state, gathered_nt_xent, sum_gradients, SyncedBatchNorm};
 use crate::error::PretrainError;
 use crate::model::SimClr;
-use crate::nt_xent::nt_xent;
 
 /// How to pretrain.
 #[derive(Clone, Debug)]
@@ -67,6 +75,9 @@ pub struct PretrainConfig {
     /// ends of epochs only; `Some(Duration::ZERO)`: after every step. It does not change what
     /// the run computes, so a run may be resumed with another interval.
     pub checkpoint_every: Option<Duration>,
+    /// The ranks of a data-parallel run this process is one of ([`Solo`]: a run of its own).
+    /// The loader must make this rank's [`Shard`] of the global batch.
+    pub group: Rc<dyn Collective>,
 }
 
 impl PretrainConfig {
@@ -79,6 +90,7 @@ impl PretrainConfig {
             run_dir: None,
             max_steps_per_epoch: None,
             checkpoint_every: None,
+            group: Rc::new(Solo),
         }
     }
 }
@@ -98,7 +110,7 @@ pub struct StepStats {
     pub loss: f32,
     /// Learning rate used.
     pub lr: f32,
-    /// Source images in the batch (`B`; the encoder saw `2B` views).
+    /// Source images in the batch (`B`, over all ranks; the encoder saw `2B` views).
     pub images: usize,
     /// Wall time of forward, backward and update.
     pub seconds: f64,
@@ -186,8 +198,9 @@ pub struct PretrainSummary {
     pub seconds: f64,
 }
 
-/// Pretrains `model` from its current weights for `cfg.epochs` epochs of `loader` (which must
-/// yield two-view batches), updating it with `optimizer` (built over `model.parameters()`).
+/// Pretrains `model` from its current weights (rank 0's, in a data-parallel run) for
+/// `cfg.epochs` epochs of `loader` (which must yield two-view batches), updating it with
+/// `optimizer` (built over `model.parameters()`).
 pub fn pretrain(
     model: &SimClr,
     optimizer: &mut dyn Optimizer,
@@ -195,6 +208,7 @@ pub fn pretrain(
     cfg: &PretrainConfig,
     on_event: impl FnMut(&TrainEvent),
 ) -> Result<PretrainSummary, PretrainError> {
+    broadcast_state(model, &*cfg.group);
     let start = RunState {
         epochs_done: 0,
         global_step: 0,
@@ -224,7 +238,7 @@ pub fn resume(
         .ok_or_else(|| PretrainError::NoCheckpoint {
             dir: PathBuf::from("<no run directory given>"),
         })?;
-    let state = load_checkpoint(dir, model, optimizer)?;
+    let state = load_checkpoint_of_rank0(dir, model, optimizer, &*cfg.group)?;
     let mismatch = |reason: String| PretrainError::IncompatibleRun {
         path: checkpoint_path(dir),
         reason,
@@ -270,6 +284,8 @@ fn run(
 ) -> Result<PretrainSummary, PretrainError> {
     let started = Instant::now();
     let steps_per_epoch = steps_per_epoch(loader, cfg)?;
+    let ranks = cfg.group.ranks();
+    let _synced = SyncedBatchNorm::new(model, &cfg.group);
     on_event(&TrainEvent::Started {
         start_epoch: state.epochs_done,
         start_batch: state.epoch_progress.batches.min(steps_per_epoch),
@@ -291,7 +307,7 @@ fn run(
         for (batch_idx, batch) in (first..steps_per_epoch).zip(batches) {
             let data_wait_seconds = wait.elapsed().as_secs_f64();
             let step_start = Instant::now();
-            let images = batch.size;
+            let images = batch.size * ranks;
             let at = Position {
                 epoch,
                 batch: batch_idx,
@@ -359,6 +375,18 @@ fn run(
 /// error if the loader cannot make two-view batches of at least two images.
 fn steps_per_epoch(loader: &Loader, cfg: &PretrainConfig) -> Result<usize, PretrainError> {
     let lcfg = loader.config();
+    let (rank, ranks) = (cfg.group.rank(), cfg.group.ranks());
+    if lcfg.shard
+        != (Shard {
+            index: rank,
+            count: ranks,
+        })
+    {
+        return Err(PretrainError::Ranks(format!(
+            "rank {rank} of {ranks} has a loader making shard {} of {}",
+            lcfg.shard.index, lcfg.shard.count
+        )));
+    }
     if lcfg.views != 2 {
         return Err(PretrainError::NoBatches(format!(
             "the loader makes {} view(s) per image, pretraining needs 2",
@@ -402,7 +430,7 @@ fn train_step(
     let x = Tensor::from_vec(batch.data, &dims);
     let lr = cfg.schedule.apply(optimizer, at.step);
     optimizer.zero_grad();
-    let loss = nt_xent(&model.forward(&x), cfg.temperature);
+    let loss = gathered_nt_xent(&model.forward(&x), cfg.temperature, &*cfg.group);
     let value = loss.item();
     if !value.is_finite() {
         return Err(PretrainError::NonFiniteLoss {
@@ -414,6 +442,7 @@ fn train_step(
         });
     }
     loss.backward();
+    sum_gradients(&model.parameters(), &*cfg.group);
     optimizer.step();
     if let Some(parameter) = first_non_finite(model) {
         return Err(PretrainError::NonFiniteWeights {
@@ -437,9 +466,10 @@ struct Checkpoints<'a> {
 }
 
 impl<'a> Checkpoints<'a> {
-    /// The checkpoints of `cfg`; a resumed run starts from the one already in its directory.
+    /// The checkpoints of `cfg` (none but rank 0's in a data-parallel run); a resumed run
+    /// starts from the one already in its directory.
     fn new(cfg: &'a PretrainConfig, resumed: bool) -> Checkpoints<'a> {
-        let run_dir = cfg.run_dir.as_deref();
+        let run_dir = cfg.run_dir.as_deref().filter(|_| cfg.group.rank() == 0);
         Checkpoints {
             run_dir,
             every: cfg.checkpoint_every,

@@ -36,7 +36,7 @@ pub use dataset::ImageSet;
 pub use download::{load_cifar10, load_mnist, Downloader};
 pub use error::{DataError, Result};
 pub use grid::augment_grid_png;
-pub use loader::{Batch, Epoch, Loader, LoaderConfig};
+pub use loader::{Batch, Epoch, Loader, LoaderConfig, Shard};
 pub use normalize::{DatasetKind, Normalize};
 pub use split::{parse_range, Split};
 

@@ -12,6 +12,10 @@
 //! [`Loader::epoch_from`], which starts the epoch at a given batch without making the ones
 //! before it (no view depends on another, so none has to be drawn to reach the next).
 //!
+//! A data-parallel run gives each rank a [`Shard`] of every batch: rank `r` of `R` makes only
+//! images `r·B/R .. (r+1)·B/R` of each batch, from the same order and with the same views the
+//! whole batch has — so the ranks together see exactly what one process would.
+//!
 //! ```no_run
 //! # use simclr_data::*;
 //! # fn main() -> Result<(), DataError> {
@@ -51,6 +55,23 @@ pub struct LoaderConfig {
     pub views: usize,
     /// Batches computed ahead on the background thread (at least 1).
     pub prefetch: usize,
+    /// The part of every batch this loader makes (a data-parallel rank's), or all of it.
+    pub shard: Shard,
+}
+
+/// Part `index` of `count` equal parts of every batch: the `B/count` images from
+/// `index·B/count` on. The batch size must divide into `count` parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// Which part (a rank), `0..count`.
+    pub index: usize,
+    /// How many parts (the ranks).
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole batch: part 0 of 1.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 }
 
 impl LoaderConfig {
@@ -62,6 +83,7 @@ impl LoaderConfig {
             shuffle: true,
             views: 2,
             prefetch: 1,
+            shard: Shard::WHOLE,
         }
     }
 
@@ -73,6 +95,7 @@ impl LoaderConfig {
             shuffle: true,
             views: 1,
             prefetch: 1,
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -131,6 +154,14 @@ impl Loader {
         }
         if set.is_empty() {
             return Err(DataError::Invalid("the loader's image set is empty".into()));
+        }
+        let Shard { index, count } = cfg.shard;
+        if index >= count || !cfg.batch_size.is_multiple_of(count) {
+            return Err(DataError::Invalid(format!(
+                "shard {index} of {count}: the batch size {} must split into {count} equal \
+                 parts, and the shard must be one of them",
+                cfg.batch_size
+            )));
         }
         aug.view_shape(set.shape())?;
         Ok(Loader {
@@ -261,7 +292,9 @@ fn make_batch(
     if cfg.drop_last && end - start < cfg.batch_size {
         return None;
     }
-    let indices = order[start..end].to_vec();
+    let Shard { index, count } = cfg.shard;
+    let n = end - start;
+    let indices = order[start + index * n / count..start + (index + 1) * n / count].to_vec();
     let mut data = Vec::new();
     let shape = aug.fill_views(set, &indices, cfg.views, epoch, &mut data);
     Some(Batch {

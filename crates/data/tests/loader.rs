@@ -1,6 +1,8 @@
 //! Loader behaviour: coverage of an epoch, seeded shuffles, resumption, layouts, prefetch.
 
-use simclr_data::{Augmenter, DatasetKind, ImageSet, Loader, LoaderConfig, Normalize, Recipe};
+use simclr_data::{
+    Augmenter, DatasetKind, ImageSet, Loader, LoaderConfig, Normalize, Recipe, Shard,
+};
 
 /// `n` 28×28 images whose pixels all equal the image index mod 256.
 fn numbered(n: usize) -> ImageSet {
@@ -118,6 +120,50 @@ fn bad_configs_are_errors() {
     let l = Loader::new(numbered(3), aug(), LoaderConfig::two_views(4)).unwrap();
     assert!(l.is_empty());
     assert_eq!(l.epoch(0).count(), 0);
+}
+
+#[test]
+fn the_shards_of_a_batch_are_its_parts_with_the_same_views() {
+    let whole = loader(100, 3, LoaderConfig::two_views(12), Recipe::Simclr);
+    let shard = |index| {
+        let cfg = LoaderConfig {
+            shard: Shard { index, count: 3 },
+            ..LoaderConfig::two_views(12)
+        };
+        loader(100, 3, cfg, Recipe::Simclr)
+    };
+    let shards = [shard(0), shard(1), shard(2)];
+    assert!(shards.iter().all(|s| s.len() == whole.len()));
+    for (k, batch) in whole.epoch_from(2, 5).enumerate() {
+        let parts: Vec<_> = shards.iter().map(|s| s.batch(2, 5 + k).unwrap()).collect();
+        let image = batch.data.len() / 24;
+        for (r, part) in parts.iter().enumerate() {
+            assert_eq!((part.size, part.views), (4, 2));
+            assert_eq!(part.indices, batch.indices[4 * r..4 * r + 4]);
+            for view in 0..2 {
+                let mine = &part.data[view * 4 * image..(view + 1) * 4 * image];
+                let at = (view * 12 + 4 * r) * image;
+                assert_eq!(
+                    mine,
+                    &batch.data[at..at + 4 * image],
+                    "batch {k} rank {r} view {view}"
+                );
+            }
+        }
+    }
+    let uneven = LoaderConfig {
+        shard: Shard { index: 0, count: 5 },
+        ..LoaderConfig::two_views(12)
+    };
+    let err = Loader::new(
+        numbered(100),
+        Augmenter::new(Recipe::None, DatasetKind::Mnist, 0),
+        uneven,
+    );
+    assert!(err
+        .unwrap_err()
+        .to_string()
+        .contains("must split into 5 equal parts"));
 }
 
 #[test]

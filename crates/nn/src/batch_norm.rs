@@ -6,10 +6,14 @@
 //! mode the running averages replace the batch statistics, so the layer is a fixed affine map.
 //! `num_batches_tracked` counts training batches, as in PyTorch (kept as an f32 scalar here;
 //! PyTorch's int64 loads too, see [`crate::checkpoint`]).
+//!
+//! In a data-parallel run, [`Module::sync_batch_norm`] makes the training statistics those of
+//! the ranks' batches together (`nn.SyncBatchNorm`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
-use simclr_tensor::{BatchNormStats, Tensor};
+use simclr_tensor::{BatchNormStats, Collective, Tensor};
 
 use crate::init::parameter;
 use crate::module::Module;
@@ -31,6 +35,7 @@ pub struct BatchNorm2d {
     /// Added to the variance before the square root.
     pub eps: f32,
     training: Cell<bool>,
+    across: RefCell<Option<Rc<dyn Collective>>>,
 }
 
 impl BatchNorm2d {
@@ -45,6 +50,7 @@ impl BatchNorm2d {
             momentum: 0.1,
             eps: 1e-5,
             training: Cell::new(true),
+            across: RefCell::new(None),
         }
     }
 
@@ -56,19 +62,20 @@ impl BatchNorm2d {
     /// `self.forward(x).relu()` as one fused op ([`Tensor::batch_norm2d_relu`]): the same
     /// result, without storing the normalised map before the ReLU.
     pub fn forward_relu(&self, x: &Tensor) -> Tensor {
-        let stats = self.stats();
-        x.batch_norm2d_relu(&self.weight, &self.bias, stats)
+        self.with_stats(|stats| x.batch_norm2d_relu(&self.weight, &self.bias, stats))
     }
 
-    /// The statistics for one batch (counted when training).
-    fn stats(&self) -> BatchNormStats<'_> {
-        BatchNormStats {
+    /// The statistics for one batch (counted when training), applied to `x` by `apply`.
+    fn with_stats(&self, apply: impl FnOnce(BatchNormStats) -> Tensor) -> Tensor {
+        let across = self.across.borrow();
+        apply(BatchNormStats {
             running_mean: &self.running_mean,
             running_var: &self.running_var,
             training: self.count_batch(),
             momentum: self.momentum,
             eps: self.eps,
-        }
+            across: across.as_ref(),
+        })
     }
 
     /// Counts a training batch; returns whether the layer is training.
@@ -83,7 +90,7 @@ impl BatchNorm2d {
 
 impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.batch_norm2d(&self.weight, &self.bias, self.stats())
+        self.with_stats(|stats| x.batch_norm2d(&self.weight, &self.bias, stats))
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
@@ -106,5 +113,9 @@ impl Module for BatchNorm2d {
 
     fn set_training(&self, training: bool) {
         self.training.set(training);
+    }
+
+    fn sync_batch_norm(&self, group: Option<&Rc<dyn Collective>>) {
+        *self.across.borrow_mut() = group.cloned();
     }
 }

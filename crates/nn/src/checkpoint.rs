@@ -225,12 +225,18 @@ impl Checkpoint {
             path: path.clone(),
             source,
         })?;
+        Checkpoint::parse(path, &bytes)
+    }
+
+    /// Validates the bytes of a safetensors file read from `path` elsewhere (by another rank
+    /// of a data-parallel run; `path` names it in errors).
+    pub fn parse(path: PathBuf, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         let format_err = |e: safetensors::SafeTensorError| CheckpointError::Format {
             path: path.clone(),
             message: e.to_string(),
         };
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(format_err)?;
-        let st = SafeTensors::deserialize(&bytes).map_err(format_err)?;
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(format_err)?;
+        let st = SafeTensors::deserialize(bytes).map_err(format_err)?;
         let entries = st
             .tensors()
             .into_iter()

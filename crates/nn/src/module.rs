@@ -19,7 +19,9 @@
 //! running statistics) are saved and loaded like parameters but never receive gradients.
 //! Train / eval mode is interior state (a `Cell<bool>`) so `&self` suffices to switch it.
 
-use simclr_tensor::Tensor;
+use std::rc::Rc;
+
+use simclr_tensor::{Collective, Tensor};
 
 /// A differentiable function with named parameters, the building block of every model.
 pub trait Module {
@@ -57,6 +59,15 @@ pub trait Module {
     fn set_training(&self, training: bool) {
         for (_, child) in self.children() {
             child.set_training(training);
+        }
+    }
+
+    /// Makes every batch norm of the module compute its training statistics over the ranks of
+    /// `group` (`SyncBatchNorm`, see [`simclr_tensor::collective`]), or again over its own
+    /// batch with `None`: by default, of every child.
+    fn sync_batch_norm(&self, group: Option<&Rc<dyn Collective>>) {
+        for (_, child) in self.children() {
+            child.sync_batch_norm(group);
         }
     }
 
@@ -144,5 +155,8 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
     fn set_training(&self, training: bool) {
         (**self).set_training(training)
+    }
+    fn sync_batch_norm(&self, group: Option<&Rc<dyn Collective>>) {
+        (**self).sync_batch_norm(group)
     }
 }

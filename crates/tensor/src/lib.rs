@@ -21,6 +21,7 @@
 //! ```
 
 pub mod autograd;
+pub mod collective;
 pub mod gemm;
 pub mod gradcheck;
 pub mod memory;
@@ -31,6 +32,7 @@ pub mod tensor;
 pub mod vector;
 
 pub use autograd::{is_grad_enabled, no_grad};
+pub use collective::{Collective, Solo, ThreadGroup};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckOptions};
 pub use ops::batch_norm::BatchNormStats;
 pub use tensor::Tensor;

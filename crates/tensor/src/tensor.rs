@@ -173,6 +173,11 @@ impl Tensor {
         self.0.grad.borrow()
     }
 
+    /// Borrows the accumulated gradient mutably (a data-parallel run sums it over its ranks).
+    pub fn grad_mut(&self) -> RefMut<'_, Option<Vec<f32>>> {
+        self.0.grad.borrow_mut()
+    }
+
     /// Forgets the accumulated gradient.
     pub fn zero_grad(&self) {
         *self.0.grad.borrow_mut() = None;

@@ -24,9 +24,19 @@
 //! The training `dx` is again affine in `(dy, x)` per channel, so it too is one fused pass.
 //! Statistics are reduced in parallel over channels (accumulated in f64, two passes for the
 //! variance); the elementwise passes run in parallel over `(n, c)` planes.
+//!
+//! **Across ranks** (`SyncBatchNorm`): in a data-parallel run each rank holds a shard of the
+//! batch, and [`BatchNormStats::across`] makes the sums above run over the whole batch — each
+//! rank sums its shard, then [`Collective::sum_f64`] adds the ranks' sums (`M`, `Σx`,
+//! `Σ(x − μ)²` forward; `Σdy`, `Σdy·x̂` backward, for `dx`). Every rank thus normalises and
+//! differentiates exactly as one process holding the whole batch would; `dγ` and `dβ` stay
+//! the rank's own part, summed with the other gradients before the optimizer step.
+
+use std::rc::Rc;
 
 use rayon::prelude::*;
 
+use crate::collective::Collective;
 use crate::parallel::min_items;
 use crate::tensor::Tensor;
 use crate::vector::sum_map2;
@@ -135,6 +145,10 @@ pub struct BatchNormStats<'a> {
     pub momentum: f32,
     /// Added to the variance before the square root (PyTorch's default 1e-5).
     pub eps: f32,
+    /// In training, the ranks of a data-parallel run whose batches together make the batch
+    /// (`SyncBatchNorm`): the statistics and the backward's sums are summed over them.
+    /// `None`: this process's batch is the batch.
+    pub across: Option<&'a Rc<dyn Collective>>,
 }
 
 impl<'a> BatchNormStats<'a> {
@@ -146,6 +160,7 @@ impl<'a> BatchNormStats<'a> {
             training: true,
             momentum: 0.1,
             eps: 1e-5,
+            across: None,
         }
     }
 
@@ -196,7 +211,9 @@ impl Tensor {
             training,
             momentum,
             eps,
+            across,
         } = stats;
+        let across = if training { across.cloned() } else { None };
         let &[n, c, h, w] = self.shape() else {
             panic!(
                 "batch_norm2d: input {:?} must have 4 axes [N, C, H, W]",
@@ -226,17 +243,39 @@ impl Tensor {
         let gamma = weight.to_vec();
         let x_ref = self.data();
         let x: &[f32] = &x_ref;
-        // Per-channel mean and 1/σ.
+        // Per-channel mean and 1/σ, over this batch or (`across`) the ranks' batches together:
+        // each pass sums locally, then over the ranks; `m_all` values per channel in all.
+        let m_all = match &across {
+            Some(group) => {
+                let mut count = [m as f64];
+                group.sum_f64(&mut count);
+                count[0] as usize
+            }
+            None => m,
+        };
         let stats: Vec<(f32, f32)> = if training {
-            let moments = per_channel(c, m, |ci| {
-                let mean = channel_sum(dims, ci, x, x, |v, _| v) / m as f64;
-                let mf = mean as f32;
-                let var = channel_sum(dims, ci, x, x, |v, _| (v - mf) * (v - mf)) / m as f64;
-                (mean, var)
-            });
+            let sum_over_ranks = |mut sums: Vec<f64>| {
+                if let Some(group) = &across {
+                    group.sum_f64(&mut sums);
+                }
+                sums
+            };
+            let means = sum_over_ranks(per_channel(c, m, |ci| {
+                channel_sum(dims, ci, x, x, |v, _| v)
+            }));
+            let means: Vec<f64> = means.iter().map(|s| s / m_all as f64).collect();
+            let squares = sum_over_ranks(per_channel(c, m, |ci| {
+                let mf = means[ci] as f32;
+                channel_sum(dims, ci, x, x, |v, _| (v - mf) * (v - mf))
+            }));
+            let moments: Vec<(f64, f64)> = means
+                .iter()
+                .zip(&squares)
+                .map(|(&mean, &sq)| (mean, sq / m_all as f64))
+                .collect();
             let mut rm = running_mean.data_mut();
             let mut rv = running_var.data_mut();
-            let unbias = m as f64 / (m - 1) as f64;
+            let unbias = m_all as f64 / (m_all - 1) as f64;
             for (ci, &(mean, var)) in moments.iter().enumerate() {
                 rm[ci] = (1.0 - momentum) * rm[ci] + momentum * mean as f32;
                 rv[ci] = (1.0 - momentum) * rv[ci] + momentum * (var * unbias) as f32;
@@ -283,6 +322,16 @@ impl Tensor {
                 let sum_dy_xhat = channel_sum(dims, ci, dy, x, |g, v| g * (v - mu)) * inv as f64;
                 (sum_dy, sum_dy_xhat)
             });
+            // dx needs the sums over the whole batch; γ's and β's gradients stay this rank's
+            // part (the runner sums every parameter's gradient over the ranks).
+            let sums_all = match &across {
+                Some(group) if needs[0] => {
+                    let mut flat: Vec<f64> = sums.iter().flat_map(|&(a, b)| [a, b]).collect();
+                    group.sum_f64(&mut flat);
+                    flat.chunks_exact(2).map(|p| (p[0], p[1])).collect()
+                }
+                _ => sums.clone(),
+            };
             let dx = needs[0].then(|| {
                 let coef: Vec<(f32, f32, f32)> = (0..c)
                     .map(|ci| {
@@ -292,10 +341,10 @@ impl Tensor {
                             return (a, 0.0, 0.0);
                         }
                         // dx = a·(dy − Σdy/M − (x − μ)·inv·Σ(dy·x̂)/M) = a·dy + b·x + d
-                        let (sum_dy, sum_dy_xhat) = sums[ci];
-                        let k = (sum_dy_xhat / m as f64) as f32 * inv;
+                        let (sum_dy, sum_dy_xhat) = sums_all[ci];
+                        let k = (sum_dy_xhat / m_all as f64) as f32 * inv;
                         let b = -a * k;
-                        let d = -a * (sum_dy / m as f64) as f32 + a * k * mu;
+                        let d = -a * (sum_dy / m_all as f64) as f32 + a * k * mu;
                         (a, b, d)
                     })
                     .collect();
