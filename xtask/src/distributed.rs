@@ -175,35 +175,9 @@ pub fn check_against_one_process(
     steps: usize,
 ) -> Result<Option<Comparison>> {
     let (rank, ranks) = (group.rank(), group.ranks());
-    let (kind, images) = match model {
-        CheckModel::MnistEncoder => (DatasetKind::Mnist, noise_images(1, 28, steps * batch)?),
-        CheckModel::ResNet => (DatasetKind::Cifar10, noise_images(3, 16, steps * batch)?),
-    };
     let run = |group: Rc<dyn Collective>, seed: u64| -> Result<(Vec<f32>, SimClr)> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let simclr = match model {
-            CheckModel::MnistEncoder => SimClr::mnist(&mut rng),
-            CheckModel::ResNet => SimClr::resnet(ResNet::resnet18(4, &mut rng), &mut rng),
-        };
-        let mut optimizer: Box<dyn Optimizer> = match optimizer {
-            CheckOptimizer::Adam => {
-                Box::new(Adam::new(simclr.parameters(), AdamConfig::adam(1e-3)))
-            }
-            CheckOptimizer::Sgd => Box::new(Sgd::new(
-                simclr.parameters(),
-                SgdConfig::new(0.05).momentum(0.9),
-            )),
-        };
-        let shard = Shard {
-            index: group.rank(),
-            count: group.ranks(),
-        };
-        let cfg = LoaderConfig {
-            shard,
-            ..LoaderConfig::two_views(batch)
-        };
-        let augmenter = Augmenter::new(Recipe::Simclr, kind, 7);
-        let loader = Loader::new(images.clone(), augmenter, cfg)?;
+        let (simclr, mut optimizer, loader) =
+            check_run(model, optimizer, &group, batch, steps, seed)?;
         let pretrain_cfg = PretrainConfig {
             max_steps_per_epoch: Some(steps),
             group,
@@ -274,6 +248,45 @@ impl Comparison {
         };
         self.loss.max(self.ranks_apart).max(weights)
     }
+}
+
+/// What one rank of a check trains: `model` initialised from `seed`, `optimizer` over it, and
+/// a loader of the rank's shard of `steps` batches of `batch` noise images.
+fn check_run(
+    model: CheckModel,
+    optimizer: CheckOptimizer,
+    group: &Rc<dyn Collective>,
+    batch: usize,
+    steps: usize,
+    seed: u64,
+) -> Result<(SimClr, Box<dyn Optimizer>, Loader)> {
+    let (kind, images) = match model {
+        CheckModel::MnistEncoder => (DatasetKind::Mnist, noise_images(1, 28, steps * batch)?),
+        CheckModel::ResNet => (DatasetKind::Cifar10, noise_images(3, 16, steps * batch)?),
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let simclr = match model {
+        CheckModel::MnistEncoder => SimClr::mnist(&mut rng),
+        CheckModel::ResNet => SimClr::resnet(ResNet::resnet18(4, &mut rng), &mut rng),
+    };
+    let optimizer: Box<dyn Optimizer> = match optimizer {
+        CheckOptimizer::Adam => Box::new(Adam::new(simclr.parameters(), AdamConfig::adam(1e-3))),
+        CheckOptimizer::Sgd => Box::new(Sgd::new(
+            simclr.parameters(),
+            SgdConfig::new(0.05).momentum(0.9),
+        )),
+    };
+    let shard = Shard {
+        index: group.rank(),
+        count: group.ranks(),
+    };
+    let cfg = LoaderConfig {
+        shard,
+        ..LoaderConfig::two_views(batch)
+    };
+    let augmenter = Augmenter::new(Recipe::Simclr, kind, 7);
+    let loader = Loader::new(images, augmenter, cfg)?;
+    Ok((simclr, optimizer, loader))
 }
 
 /// `n` images of uniform noise, `channels × side × side`.
@@ -371,6 +384,7 @@ mod mpi_group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use simclr_contrastive::resume;
     use simclr_tensor::ThreadGroup;
 
     /// Two ranks as threads of this process against one process, as CI's `mpirun` check does
@@ -402,6 +416,51 @@ mod tests {
     fn two_ranks_with_synced_batch_norm_train_a_resnet_as_one_process() {
         let c = two_thread_ranks(CheckModel::ResNet, CheckOptimizer::Sgd);
         assert!(c.weights < 1e-5, "{c:?}");
+    }
+
+    #[test]
+    fn a_distributed_run_resumes_from_rank_0s_checkpoint_as_if_unbroken() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every rank's final weights after `epochs` epochs of 2 steps, resumed or not; only
+        // rank 0 is given the run directory (the others' path does not exist).
+        let run = |epochs: usize, with_dir: bool, resumed: bool| -> Vec<Vec<f32>> {
+            let ranks: Vec<_> = ThreadGroup::new(2)
+                .into_iter()
+                .map(|g| {
+                    let run_dir = match g.rank() {
+                        0 => dir.path().to_path_buf(),
+                        _ => dir.path().join("not-on-this-machine"),
+                    };
+                    std::thread::spawn(move || {
+                        let rank = g.rank() as u64;
+                        let group: Rc<dyn Collective> = Rc::new(g);
+                        let (model, mut opt, loader) =
+                            check_run(CheckModel::ResNet, CheckOptimizer::Adam, &group, 8, 2, rank)
+                                .unwrap();
+                        let cfg = PretrainConfig {
+                            run_dir: with_dir.then_some(run_dir),
+                            max_steps_per_epoch: Some(2),
+                            group,
+                            ..PretrainConfig::report(epochs)
+                        };
+                        let go = if resumed { resume } else { pretrain };
+                        go(&model, opt.as_mut(), &loader, &cfg, |_: &TrainEvent| {}).unwrap();
+                        model
+                            .state_dict()
+                            .iter()
+                            .flat_map(|(_, t)| t.to_vec())
+                            .collect()
+                    })
+                })
+                .collect();
+            ranks.into_iter().map(|r| r.join().unwrap()).collect()
+        };
+        let unbroken = run(2, false, false);
+        run(1, true, false);
+        assert!(!dir.path().join("not-on-this-machine").exists());
+        let resumed = run(2, true, true);
+        assert_eq!(unbroken[0], unbroken[1]);
+        assert_eq!(resumed, unbroken);
     }
 
     #[test]

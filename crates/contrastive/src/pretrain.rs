@@ -116,6 +116,10 @@ pub struct StepStats {
     pub seconds: f64,
     /// Time spent waiting for the loader before this step.
     pub data_wait_seconds: f64,
+    /// Of `seconds`, the time spent summing the gradients over the ranks (0 in a run of one
+    /// process; absent from logs written before distributed runs).
+    #[serde(default)]
+    pub all_reduce_seconds: f64,
     /// `images / (seconds + data_wait_seconds)`.
     pub images_per_s: f64,
 }
@@ -313,7 +317,8 @@ fn run(
                 batch: batch_idx,
                 step: state.global_step,
             };
-            let (loss, lr) = train_step(model, optimizer, cfg, batch, at, &checkpoints.last_good)?;
+            let (loss, lr, all_reduce_seconds) =
+                train_step(model, optimizer, cfg, batch, at, &checkpoints.last_good)?;
             let seconds = step_start.elapsed().as_secs_f64();
             on_event(&TrainEvent::Step(StepStats {
                 epoch,
@@ -325,6 +330,7 @@ fn run(
                 images,
                 seconds,
                 data_wait_seconds,
+                all_reduce_seconds,
                 images_per_s: images as f64 / (seconds + data_wait_seconds).max(1e-12),
             }));
             state.global_step += 1;
@@ -416,7 +422,7 @@ struct Position {
 }
 
 /// One optimizer step on `batch` at the learning rate of step `at.step`; returns the batch's
-/// loss and that rate. Stops before the update on a non-finite loss and after it on non-finite
+/// loss, that rate and the seconds spent summing the gradients over the ranks. Stops before the update on a non-finite loss and after it on non-finite
 /// weights, naming `last_good` as the checkpoint to go back to.
 fn train_step(
     model: &SimClr,
@@ -425,7 +431,7 @@ fn train_step(
     batch: Batch,
     at: Position,
     last_good: &Option<PathBuf>,
-) -> Result<(f32, f32), PretrainError> {
+) -> Result<(f32, f32, f64), PretrainError> {
     let dims = batch.dims();
     let x = Tensor::from_vec(batch.data, &dims);
     let lr = cfg.schedule.apply(optimizer, at.step);
@@ -442,7 +448,9 @@ fn train_step(
         });
     }
     loss.backward();
+    let all_reduce = Instant::now();
     sum_gradients(&model.parameters(), &*cfg.group);
+    let all_reduce_seconds = all_reduce.elapsed().as_secs_f64();
     optimizer.step();
     if let Some(parameter) = first_non_finite(model) {
         return Err(PretrainError::NonFiniteWeights {
@@ -453,7 +461,7 @@ fn train_step(
             last_good: last_good.clone(),
         });
     }
-    Ok((value, lr))
+    Ok((value, lr, all_reduce_seconds))
 }
 
 /// The run's checkpoints: where they go, when the next one inside an epoch is due, and the
