@@ -43,7 +43,7 @@ pub struct CheckDistributedArgs {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Optimizer steps compared.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub steps: usize,
     /// Largest relative difference of a loss or a weight tensor that passes.
     #[arg(long, default_value_t = 1e-5)]
