@@ -285,8 +285,8 @@ fn pretrain_phase(
     Ok((state, history))
 }
 
-/// SimCLR pretraining of `model` on `pretrain_set` (this rank's shard of it in a distributed
-/// run), small views first if any, then full-size ones — the second part continues the first
+/// SimCLR pretraining of `model` on `pretrain_set` (each rank making its shard of every batch,
+/// in a distributed run), small views first if any, then full-size ones — the second part continues the first
 /// exactly as a resumed run would, from the checkpoint the first part ended on in `run_dir`;
 /// returns the final progress.
 fn pretrain_parts(

@@ -3,9 +3,9 @@
 //! One step takes a two-view batch from the loader — `[2B, C, H, W]`, rows `i` and `i + B`
 //! the two views of image `i` — and runs both views through encoder and head **as one batch**
 //! (one forward, so BatchNorm sees all `2B` images, as in the SimCLR paper), computes
-//! [`nt_xent`](crate::nt_xent()) on the `[2B, D]` projections, backpropagates, sets the learning rate the
-//! schedule gives for this global step, and lets the optimizer update the weights. The loader
-//! prepares the next batch on its own thread meanwhile.
+//! [`nt_xent`](crate::nt_xent()) on the `[2B, D]` projections, backpropagates, sets the
+//! learning rate the schedule gives for this global step, and lets the optimizer update the
+//! weights. The loader prepares the next batch on its own thread meanwhile.
 //!
 //! Everything a caller shows or stores — per-step loss, learning rate, images/s (source images,
 //! each passing through the encoder twice), time spent waiting for data, per-epoch means, the
@@ -422,8 +422,9 @@ struct Position {
 }
 
 /// One optimizer step on `batch` at the learning rate of step `at.step`; returns the batch's
-/// loss, that rate and the seconds spent summing the gradients over the ranks. Stops before the update on a non-finite loss and after it on non-finite
-/// weights, naming `last_good` as the checkpoint to go back to.
+/// loss, that rate and the seconds spent summing the gradients over the ranks. Stops before
+/// the update on a non-finite loss and after it on non-finite weights, naming `last_good` as
+/// the checkpoint to go back to.
 fn train_step(
     model: &SimClr,
     optimizer: &mut dyn Optimizer,
