@@ -94,8 +94,9 @@ pub fn run(exp: &Experiment, ranks: &Ranks) -> Result<()> {
     let group = &ranks.group;
     agree_on_config(&**group, &config)?;
     if !ranks.is_leader() {
-        // Rank 0 reads and writes the run directory; the others only train.
-        let model = exp.build_model()?;
+        // Rank 0 reads and writes the run directory; the others only train, from rank 0's
+        // weights (so they need no copy of `--pretrained`'s file either).
+        let model = exp.initialised_model();
         pretrain_parts(exp, &model, &pretrain_set, &path, group, |_| {})?;
         return Ok(());
     }

@@ -324,12 +324,9 @@ impl Experiment {
         }
     }
 
+    /// The model to pretrain: the seeded initialisation, then `--pretrained`'s weights if given.
     pub(crate) fn build_model(&self) -> Result<SimClr> {
-        let mut rng = StdRng::seed_from_u64(self.seed);
-        let model = match &self.resnet {
-            None => SimClr::mnist(&mut rng),
-            Some(r) => r.model(&mut rng),
-        };
+        let model = self.initialised_model();
         if let Some(path) = self.resnet.as_ref().and_then(|r| r.pretrained.as_ref()) {
             let loaded = checkpoint::load(
                 path,
@@ -348,6 +345,15 @@ impl Experiment {
             }
         }
         Ok(model)
+    }
+
+    /// The model with its seeded random initialisation only (no `--pretrained` weights).
+    pub(crate) fn initialised_model(&self) -> SimClr {
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        match &self.resnet {
+            None => SimClr::mnist(&mut rng),
+            Some(r) => r.model(&mut rng),
+        }
     }
 
     pub(crate) fn optimizer(&self, params: Vec<simclr_tensor::Tensor>) -> Box<dyn Optimizer> {
