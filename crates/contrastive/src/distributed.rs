@@ -75,15 +75,13 @@ pub fn gathered_nt_xent(z: &Tensor, temperature: f32, group: &dyn Collective) ->
     }
     let value = loss.item();
     loss.backward();
-    let grad_all = z_all
-        .grad()
-        .expect("the loss depends on every row")
-        .to_vec();
+    let grad_all = z_all.grad_ref();
+    let grad_all = grad_all.as_ref().expect("the loss depends on every row");
     let rank = group.rank();
     let mine: Vec<f32> = (0..2)
         .flat_map(|v| {
             let r = global_rows(rank, v);
-            grad_all[r.start * d..r.end * d].to_vec()
+            grad_all[r.start * d..r.end * d].iter().copied()
         })
         .collect();
     Tensor::from_op(vec![value], loss.shape(), &[z], move |g, _| {

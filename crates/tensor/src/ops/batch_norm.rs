@@ -324,13 +324,15 @@ impl Tensor {
             });
             // dx needs the sums over the whole batch; γ's and β's gradients stay this rank's
             // part (the runner sums every parameter's gradient over the ranks).
+            let summed: Vec<(f64, f64)>;
             let sums_all = match &across {
                 Some(group) if needs[0] => {
                     let mut flat: Vec<f64> = sums.iter().flat_map(|&(a, b)| [a, b]).collect();
                     group.sum_f64(&mut flat);
-                    flat.chunks_exact(2).map(|p| (p[0], p[1])).collect()
+                    summed = flat.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                    &summed[..]
                 }
-                _ => sums.clone(),
+                _ => &sums[..],
             };
             let dx = needs[0].then(|| {
                 let coef: Vec<(f32, f32, f32)> = (0..c)
