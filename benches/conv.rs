@@ -68,6 +68,8 @@ const PATHS: &[(&str, ConvPath)] = &[
     ("_gemm", ConvPath::Gemm),
     ("_winograd2", ConvPath::Winograd(Tile::F2)),
     ("_winograd4", ConvPath::Winograd(Tile::F4)),
+    ("_wchan2", ConvPath::WinogradChannels(Tile::F2)),
+    ("_wchan4", ConvPath::WinogradChannels(Tile::F4)),
 ];
 
 /// A scalar whose backward hands `gy` to `y` unchanged: `backward()` from it runs `y`'s

@@ -43,8 +43,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum_map2(a, b, |x, y| x * y)
 }
 
-/// `out = xᵀ` for a row-major `rows × cols` `x`, in 16×16 tiles so neither side strides
-/// through memory one element per cache line.
+/// `out = xᵀ` for a row-major `rows × cols` `x` ([`transpose_strided`]).
 pub fn transpose(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
     assert!(
         x.len() >= rows * cols && out.len() >= rows * cols,
@@ -53,16 +52,37 @@ pub fn transpose(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
         x.len(),
         out.len()
     );
-    const T: usize = 16;
-    for i0 in (0..rows).step_by(T) {
-        for k0 in (0..cols).step_by(T) {
-            for i in i0..(i0 + T).min(rows) {
-                for k in k0..(k0 + T).min(cols) {
-                    out[k * rows + i] = x[i * cols + k];
-                }
-            }
+    transpose_strided(x, rows, cols, cols, out, rows);
+}
+
+/// `dst[j·dst_stride + i] = src[i·src_stride + j]` for `i < rows`, `j < cols`: whole 16 × 16
+/// blocks with the CPU's vector shuffles ([`crate::gemm::transpose_block`]), so neither side
+/// strides through memory one value per cache line; the edges value by value.
+pub fn transpose_strided(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    const T: usize = crate::gemm::TRANSPOSE_BLOCK;
+    let (full_rows, full_cols) = (rows - rows % T, cols - cols % T);
+    for i0 in (0..full_rows).step_by(T) {
+        for j0 in (0..full_cols).step_by(T) {
+            let (from, to) = (i0 * src_stride + j0, j0 * dst_stride + i0);
+            crate::gemm::transpose_block(&src[from..], src_stride, &mut dst[to..], dst_stride);
         }
     }
+    let edge = |dst: &mut [f32], is: std::ops::Range<usize>, js: std::ops::Range<usize>| {
+        for i in is {
+            for j in js.clone() {
+                dst[j * dst_stride + i] = src[i * src_stride + j];
+            }
+        }
+    };
+    edge(dst, 0..full_rows, full_cols..cols);
+    edge(dst, full_rows..rows, 0..cols);
 }
 
 #[cfg(test)]
@@ -82,13 +102,29 @@ mod tests {
 
     #[test]
     fn transpose_of_a_ragged_shape() {
-        let (rows, cols) = (19, 35);
-        let x: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-        let mut t = vec![0.0; rows * cols];
-        transpose(&x, rows, cols, &mut t);
-        for i in 0..rows {
-            for k in 0..cols {
-                assert_eq!(t[k * rows + i], x[i * cols + k]);
+        for (rows, cols) in [(19, 35), (32, 48), (5, 3), (16, 17)] {
+            let x: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut t = vec![0.0; rows * cols];
+            transpose(&x, rows, cols, &mut t);
+            for i in 0..rows {
+                for k in 0..cols {
+                    assert_eq!(t[k * rows + i], x[i * cols + k], "{rows}×{cols}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_transpose_leaves_the_gaps_alone() {
+        // A 20 × 33 window of a 25-wide source into a 40-wide destination.
+        let (rows, cols, ss, ds) = (33, 20, 25, 40);
+        let src: Vec<f32> = (0..rows * ss).map(|i| i as f32).collect();
+        let mut dst = vec![-1.0; cols * ds];
+        transpose_strided(&src, rows, cols, ss, &mut dst, ds);
+        for j in 0..cols {
+            for i in 0..ds {
+                let want = if i < rows { src[i * ss + j] } else { -1.0 };
+                assert_eq!(dst[j * ds + i], want, "({j}, {i})");
             }
         }
     }

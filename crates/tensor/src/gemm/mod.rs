@@ -23,6 +23,23 @@ mod blocked;
 #[cfg(not(feature = "openblas"))]
 mod kernel;
 
+/// Side of the blocks [`transpose_block`] turns.
+pub(crate) const TRANSPOSE_BLOCK: usize = 16;
+
+/// Writes the transpose of a 16 × 16 block: row `i` of the source is
+/// `src[i·src_stride..][..16]`, row `j` of the result goes to `dst[j·dst_stride..][..16]`. With
+/// the built-in GEMM, the packing's register shuffles (AVX-512 or AVX2); with OpenBLAS a loop.
+pub(crate) fn transpose_block(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+    #[cfg(not(feature = "openblas"))]
+    kernel::transpose_block(src, src_stride, dst, dst_stride);
+    #[cfg(feature = "openblas")]
+    for i in 0..TRANSPOSE_BLOCK {
+        for j in 0..TRANSPOSE_BLOCK {
+            dst[j * dst_stride + i] = src[i * src_stride + j];
+        }
+    }
+}
+
 /// A read-only strided matrix view.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {

@@ -74,6 +74,7 @@ pub mod reference;
 #[cfg(test)]
 mod tests;
 mod winograd;
+mod winograd_channels;
 
 #[doc(hidden)]
 pub use winograd::{force_path, ConvPath, Tile};
@@ -229,6 +230,7 @@ fn parallel_tasks(tasks: usize) -> bool {
 enum Path {
     Direct,
     Winograd(Tile),
+    WinogradChannels(Tile),
     Gathered,
     Im2col,
 }
@@ -239,7 +241,11 @@ impl Geometry {
         if self.is_direct() && !self.is_pointwise() {
             Path::Direct
         } else if let Some(tile) = self.winograd() {
-            Path::Winograd(tile)
+            if winograd::forced_path() == ConvPath::WinogradChannels(tile) {
+                Path::WinogradChannels(tile)
+            } else {
+                Path::Winograd(tile)
+            }
         } else if self.gathers() {
             Path::Gathered
         } else {
@@ -253,6 +259,7 @@ impl Geometry {
 enum Forward {
     Direct,
     Winograd(winograd::Filters),
+    WinogradChannels(winograd_channels::Filters),
     Gathered(gathered::ColumnOffsets),
     Im2col,
 }
@@ -262,6 +269,9 @@ impl Forward {
         match g.path() {
             Path::Direct => Forward::Direct,
             Path::Winograd(tile) => Forward::Winograd(winograd::Filters::new(g, tile, w)),
+            Path::WinogradChannels(tile) => {
+                Forward::WinogradChannels(winograd_channels::Filters::new(g, tile, w))
+            }
             Path::Gathered => Forward::Gathered(g.column_offsets(g.group_images())),
             Path::Im2col => Forward::Im2col,
         }
@@ -271,6 +281,7 @@ impl Forward {
     fn task_images(&self, g: &Geometry) -> usize {
         match self {
             Forward::Winograd(filters) => filters.task_images(),
+            Forward::WinogradChannels(filters) => filters.task_images(),
             _ => g.group_images(),
         }
     }
@@ -280,6 +291,7 @@ impl Forward {
         match self {
             Forward::Direct => direct::forward_images(g, x_t, w, bias, y_t),
             Forward::Winograd(filters) => filters.forward_images(g, x_t, bias, y_t),
+            Forward::WinogradChannels(filters) => filters.forward_images(g, x_t, bias, y_t),
             Forward::Gathered(cols) => gathered::forward_images(g, cols, x_t, w, bias, y_t),
             Forward::Im2col => im2col::forward_images(g, x_t, w, bias, y_t),
         }
@@ -368,6 +380,7 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: OutputGrad, needs: Needs) ->
     match g.path() {
         Path::Direct => direct::backward(g, x, w, dy, needs),
         Path::Winograd(tile) => winograd::backward(g, tile, x, w, dy, needs),
+        Path::WinogradChannels(tile) => winograd_channels::backward(g, tile, x, w, dy, needs),
         Path::Gathered => gathered::backward(g, x, w, dy, needs),
         Path::Im2col => im2col::backward(g, x, w, dy, needs),
     }

@@ -159,6 +159,8 @@ pub enum ConvPath {
     /// Always Winograd with this tile size (where it applies: 3×3, stride 1, padding 1, more
     /// than one input channel).
     Winograd(Tile),
+    /// Always Winograd with the channels as vector lanes ([`super::winograd_channels`]).
+    WinogradChannels(Tile),
 }
 
 thread_local! {
@@ -173,7 +175,7 @@ pub fn force_path(path: ConvPath) {
 }
 
 /// The path [`force_path`] set on this thread.
-fn forced_path() -> ConvPath {
+pub(super) fn forced_path() -> ConvPath {
     FORCED.get()
 }
 
@@ -191,7 +193,7 @@ impl Geometry {
         match forced_path() {
             ConvPath::Auto => self.winograd_pays(),
             ConvPath::Gemm => None,
-            ConvPath::Winograd(tile) => Some(tile),
+            ConvPath::Winograd(tile) | ConvPath::WinogradChannels(tile) => Some(tile),
         }
     }
 
@@ -244,11 +246,11 @@ const LANES: usize = 16;
 /// The transform matrices of one tile size, row-major: `bt` (`α×α`), `at` (`m×α`), `a` = `Aᵀ`
 /// transposed (`α×m`, for the adjoint of the output transform), `g` (`α×3`, in f64: the filter
 /// transforms run once per call, in f64, so `1/6` and `1/24` round only once).
-struct Matrices {
-    bt: &'static [f32],
-    at: &'static [f32],
-    a: &'static [f32],
-    g: &'static [f64],
+pub(super) struct Matrices {
+    pub bt: &'static [f32],
+    pub at: &'static [f32],
+    pub a: &'static [f32],
+    pub g: &'static [f64],
 }
 
 #[rustfmt::skip]
@@ -314,7 +316,7 @@ const F4_MATRICES: Matrices = Matrices {
 /// The matrices of `F(M×M, 3×3)`; a constant once `M` is (so the transforms' zero and unit
 /// coefficients fold away).
 #[inline(always)]
-fn matrices<const M: usize>() -> &'static Matrices {
+pub(super) fn matrices<const M: usize>() -> &'static Matrices {
     match M {
         2 => &F2_MATRICES,
         4 => &F4_MATRICES,
@@ -371,27 +373,27 @@ pub(super) fn backward(
 
 /// How a convolution is cut into tasks and blocks of tiles (see *Scheduling* above).
 #[derive(Clone, Copy, Debug)]
-struct Plan {
+pub(super) struct Plan {
     /// Tiles down and across one image: `ceil(ho / m)`, `ceil(wo / m)`.
-    th: usize,
-    tw: usize,
+    pub th: usize,
+    pub tw: usize,
     /// Images per rayon task (and per block, unless images are cut into bands).
-    task_images: usize,
+    pub task_images: usize,
     /// Tile rows per block (`th` unless an image is cut into bands).
-    band_rows: usize,
+    pub band_rows: usize,
 }
 
 /// A block of tiles: images `first..first + images` of a task, tile rows `ty0..ty1` of each.
 #[derive(Clone, Copy, Debug)]
-struct Block {
-    first: usize,
-    images: usize,
-    ty0: usize,
-    ty1: usize,
+pub(super) struct Block {
+    pub first: usize,
+    pub images: usize,
+    pub ty0: usize,
+    pub ty1: usize,
 }
 
 impl Plan {
-    fn new<const M: usize, const A: usize>(g: &Geometry) -> Plan {
+    pub fn new<const M: usize, const A: usize>(g: &Geometry) -> Plan {
         let (th, tw) = (g.ho.div_ceil(M), g.wo.div_ceil(M));
         let bytes_per_tile = std::mem::size_of::<f32>() * A * A * (g.cin + g.cout);
         let target = (BLOCK_BYTES / bytes_per_tile).max(MIN_BLOCK_TILES);
@@ -415,7 +417,7 @@ impl Plan {
 
     /// The blocks of a task of `images` images: bands of one image, or up to `task_images`
     /// whole images.
-    fn blocks(&self, images: usize) -> Vec<Block> {
+    pub fn blocks(&self, images: usize) -> Vec<Block> {
         if self.band_rows < self.th {
             let bands = (0..self.th).step_by(self.band_rows);
             (0..images)
@@ -501,7 +503,7 @@ impl<'a> Stage<'a> {
 }
 
 /// `N` disjoint slices of `len` values of `buf`, the first at `start`, the next `stride` apart.
-fn rows_mut<const N: usize>(
+pub(super) fn rows_mut<const N: usize>(
     buf: &mut [f32],
     start: usize,
     stride: usize,
@@ -521,7 +523,12 @@ fn rows_mut<const N: usize>(
 }
 
 /// `N` slices of `len` values of `buf`, the first at `start`, the next `stride` apart.
-fn rows<const N: usize>(buf: &[f32], start: usize, stride: usize, len: usize) -> [&[f32]; N] {
+pub(super) fn rows<const N: usize>(
+    buf: &[f32],
+    start: usize,
+    stride: usize,
+    len: usize,
+) -> [&[f32]; N] {
     std::array::from_fn(|i| &buf[start + i * stride..][..len])
 }
 
@@ -531,7 +538,7 @@ fn rows<const N: usize>(buf: &[f32], start: usize, stride: usize, len: usize) ->
 /// and 4 lanes, then single lanes (short rows of 2 to 8 tiles are common), each loaded and
 /// stored in place.
 #[inline(always)]
-fn combine<const I: usize, const O: usize>(
+pub(super) fn combine<const I: usize, const O: usize>(
     coef: &[f32],
     ins: [&[f32]; I],
     mut outs: [&mut [f32]; O],
@@ -609,7 +616,10 @@ fn split_row<const M: usize>(src: &[f32], pad: usize, row: &mut [f32], phases: &
 }
 
 /// `U[ξ,ν][co][ci] = (G g Gᵀ)[ξ,ν]` for every filter `g = w[co][ci]`: `[α²][cout][cin]`.
-fn transform_filter<const M: usize, const A: usize>(g: &Geometry, w: &[f32]) -> Vec<f32> {
+pub(super) fn transform_filter<const M: usize, const A: usize>(
+    g: &Geometry,
+    w: &[f32],
+) -> Vec<f32> {
     let gm = matrices::<M>().g;
     let filters = g.cout * g.cin;
     let mut u = vec![0.0; A * A * filters];
@@ -633,7 +643,7 @@ fn transform_filter<const M: usize, const A: usize>(g: &Geometry, w: &[f32]) -> 
 }
 
 /// The adjoint of [`transform_filter`]: `dW[co][ci] = Gᵀ dU[·,·][co][ci] G`, `[cout][cin][3][3]`.
-fn filter_grad<const M: usize, const A: usize>(g: &Geometry, du: &[f32]) -> Vec<f32> {
+pub(super) fn filter_grad<const M: usize, const A: usize>(g: &Geometry, du: &[f32]) -> Vec<f32> {
     let gm = matrices::<M>().g;
     let filters = g.cout * g.cin;
     let mut dw = vec![0.0; 9 * filters];
@@ -893,7 +903,7 @@ fn weight_grad_images<const M: usize, const A: usize>(
 mod tests {
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
-    use super::super::{geometry, reference, OutputGrad};
+    use super::super::{geometry, reference, winograd_channels, OutputGrad};
     use super::*;
     use crate::{gradcheck, Tensor};
 
@@ -940,11 +950,56 @@ mod tests {
         check_one_dimensional::<4, 6>();
     }
 
-    /// The Winograd forward of the whole batch as one task.
-    fn forward(g: &Geometry, tile: Tile, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    /// Both layouts (tiles or channels as the lanes) of both tile sizes.
+    const LAYOUTS: [ConvPath; 4] = [
+        ConvPath::Winograd(Tile::F2),
+        ConvPath::Winograd(Tile::F4),
+        ConvPath::WinogradChannels(Tile::F2),
+        ConvPath::WinogradChannels(Tile::F4),
+    ];
+
+    fn tile_of(layout: ConvPath) -> Tile {
+        match layout {
+            ConvPath::Winograd(tile) | ConvPath::WinogradChannels(tile) => tile,
+            ConvPath::Auto | ConvPath::Gemm => unreachable!("not a Winograd layout"),
+        }
+    }
+
+    /// The Winograd forward of the whole batch as one task, in `layout`.
+    fn forward(
+        g: &Geometry,
+        layout: ConvPath,
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+    ) -> Vec<f32> {
         let mut y = vec![0.0; g.n * g.out_image()];
-        Filters::new(g, tile, w).forward_images(g, x, bias, &mut y);
+        match layout {
+            ConvPath::Winograd(tile) => Filters::new(g, tile, w).forward_images(g, x, b, &mut y),
+            ConvPath::WinogradChannels(tile) => {
+                winograd_channels::Filters::new(g, tile, w).forward_images(g, x, b, &mut y)
+            }
+            ConvPath::Auto | ConvPath::Gemm => unreachable!("not a Winograd layout"),
+        }
         y
+    }
+
+    /// The Winograd backward in `layout`.
+    fn backward_in(
+        layout: ConvPath,
+        g: &Geometry,
+        x: &[f32],
+        w: &[f32],
+        dy: OutputGrad,
+        needs: Needs,
+    ) -> Grads {
+        match layout {
+            ConvPath::Winograd(tile) => backward(g, tile, x, w, dy, needs),
+            ConvPath::WinogradChannels(tile) => {
+                winograd_channels::backward(g, tile, x, w, dy, needs)
+            }
+            ConvPath::Auto | ConvPath::Gemm => unreachable!("not a Winograd layout"),
+        }
     }
 
     /// The largest error of `got` over the largest magnitude of `want`.
@@ -992,7 +1047,8 @@ mod tests {
     /// [`reference`] for both tile sizes; prints the measured errors (`--nocapture`).
     #[test]
     fn forward_and_gradients_match_the_reference() {
-        for tile in [Tile::F2, Tile::F4] {
+        for layout in LAYOUTS {
+            let tile = tile_of(layout);
             let (mut worst, mut gemm_worst) = ([0.0f32; 4], [0.0f32; 4]);
             for (seed, &(xs, cout)) in SHAPES.iter().enumerate() {
                 let ws = [cout, xs[1], 3, 3];
@@ -1003,11 +1059,11 @@ mod tests {
                     rand(&[cout], seed + 2),
                 );
                 let g = geometry(&xs, &ws, Some(&[cout]), 1, 1);
-                let y = forward(&g, tile, &x.to_vec(), &w.to_vec(), Some(&b.to_vec()));
+                let y = forward(&g, layout, &x.to_vec(), &w.to_vec(), Some(&b.to_vec()));
                 let dy = rand(&[xs[0], cout, xs[2], xs[3]], seed + 3).to_vec();
-                let (dx, dw, db) = backward(
+                let (dx, dw, db) = backward_in(
+                    layout,
                     &g,
-                    tile,
                     &x.to_vec(),
                     &w.to_vec(),
                     OutputGrad::Dense(&dy),
@@ -1056,13 +1112,13 @@ mod tests {
                 {
                     assert!(
                         e <= bound(tile),
-                        "{tile:?} {xs:?} → {cout}: {name} off by {e:e}"
+                        "{layout:?} {xs:?} → {cout}: {name} off by {e:e}"
                     );
                     *worst = worst.max(e);
                 }
             }
             println!(
-                "{tile:?}: largest relative errors y {:.1e}, dx {:.1e}, dw {:.1e}, db {:.1e} \
+                "{layout:?}: largest relative errors y {:.1e}, dx {:.1e}, dw {:.1e}, db {:.1e} \
                  (GEMM path: y {:.1e}, dx {:.1e}, dw {:.1e})",
                 worst[0], worst[1], worst[2], worst[3], gemm_worst[0], gemm_worst[1], gemm_worst[2]
             );
