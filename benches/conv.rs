@@ -5,11 +5,11 @@
 //! |---|---|---|
 //! | `1to32_28x28_b256` | [256, 1, 28, 28] | 1 → 32 (first layer: no input gradient) |
 //! | `32to64_14x14_b256` | [256, 32, 14, 14] | 32 → 64 |
-//! | `64to64_32x32_b128` | [128, 64, 32, 32] | 64 → 64 (Winograd F(4×4) by default) |
-//! | `128to128_16x16_b128` | [128, 128, 16, 16] | 128 → 128 (Winograd F(4×4)) |
+//! | `64to64_32x32_b128` | [128, 64, 32, 32] | 64 → 64 |
+//! | `128to128_16x16_b128` | [128, 128, 16, 16] | 128 → 128 |
 //! | `64to128_s2_32x32_b128` | [128, 64, 32, 32] | 64 → 128, stride 2 |
-//! | `256to256_8x8_b128` | [128, 256, 8, 8] | 256 → 256 (ResNet-18 stage 3; Winograd F(2×2)) |
-//! | `512to512_4x4_b128` | [128, 512, 4, 4] | 512 → 512 (ResNet-18 stage 4; Winograd F(2×2)) |
+//! | `256to256_8x8_b128` | [128, 256, 8, 8] | 256 → 256 (ResNet-18 stage 3) |
+//! | `512to512_4x4_b128` | [128, 512, 4, 4] | 512 → 512 (ResNet-18 stage 4) |
 //! | `16to16_32x32_b256` | [256, 16, 32, 32] | 16 → 16 (width-16 ResNet-18, both views of a batch of 128) |
 //! | `16to16_24x24_b256` | [256, 16, 24, 24] | the same at 24-pixel views: wide rows |
 //! | `32to32_12x12_b256` | [256, 32, 12, 12] | stage 2 at 24-pixel views: wide rows, images grouped |
@@ -23,10 +23,10 @@
 //! `forward_gemm` / `forward_backward_gemm` (im2col or gathered GEMM), `…_winograd2`
 //! (Winograd F(2×2, 3×3)) and `…_winograd4` (F(4×4, 3×3)), forced with
 //! `simclr_tensor::ops::conv2d::force_path`. `Geometry::winograd` (in `winograd.rs`) lists
-//! the measured ratios and which shapes take Winograd by default: 64 → 64 at 32² and
-//! 128 → 128 at 16² (F(4×4), 1.5–1.8× the GEMM path forward + backward), 256 → 256 at 8² and
-//! 512 → 512 at 4² (F(2×2), 1.1–1.4×); every other shape here is as fast or faster on the
-//! GEMM path. The other shapes (stride 2, the first layer) run `forward` / `forward_backward`
+//! the measured ratios and which shapes take Winograd by default: every 3×3 stride-1 shape
+//! here with at least 16 channels in and out, F(4×4) from 12 pixels a side (1.3–2.2× the GEMM
+//! path forward + backward; a tie for 16 → 16 at 32²), F(2×2) below (1.3–1.8×). The other
+//! shapes (stride 2, the first layer, the 3-channel stem) run `forward` / `forward_backward`
 //! as dispatched.
 //!
 //! Throughput is reported with `Throughput::Elements(flops)`, so criterion's "elem/s" reads as
@@ -68,8 +68,6 @@ const PATHS: &[(&str, ConvPath)] = &[
     ("_gemm", ConvPath::Gemm),
     ("_winograd2", ConvPath::Winograd(Tile::F2)),
     ("_winograd4", ConvPath::Winograd(Tile::F4)),
-    ("_wchan2", ConvPath::WinogradChannels(Tile::F2)),
-    ("_wchan4", ConvPath::WinogradChannels(Tile::F4)),
 ];
 
 /// A scalar whose backward hands `gy` to `y` unchanged: `backward()` from it runs `y`'s

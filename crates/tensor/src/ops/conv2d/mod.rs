@@ -41,7 +41,7 @@
 //! | path | shapes | why |
 //! |---|---|---|
 //! | [`direct`] | one input channel, stride 1 (a first layer) | `K = kh·kw` is too thin for a GEMM: loops with the weights in registers |
-//! | [`winograd`] | 3×3, stride 1, padding 1, ≥ 64 channels, where it measures faster ([`Geometry::winograd`]) | 2.25× (F(2×2)) or 4× (F(4×4)) fewer multiplications |
+//! | [`winograd`] | 3×3, stride 1, padding 1, ≥ 16 channels in and out, ≥ 3 pixels a side ([`Geometry::winograd`]) | 2.25× (F(2×2)) or 4× (F(4×4)) fewer multiplications |
 //! | [`gathered`] | other stride-1 shapes whose rows fill 16-pixel strips, or waste at most a quarter as wide rows ([`Geometry::gathers`]) | the GEMM reads the column matrix in place from the padded image: no im2col, no col2im |
 //! | [`im2col`] | everything else: strided, 1×1, rows too short to gather (6 and 3 pixels wide, say) | the column matrix written out band by band (or per group of small images), then one GEMM |
 //!
@@ -74,7 +74,6 @@ pub mod reference;
 #[cfg(test)]
 mod tests;
 mod winograd;
-mod winograd_channels;
 
 #[doc(hidden)]
 pub use winograd::{force_path, ConvPath, Tile};
@@ -230,7 +229,6 @@ fn parallel_tasks(tasks: usize) -> bool {
 enum Path {
     Direct,
     Winograd(Tile),
-    WinogradChannels(Tile),
     Gathered,
     Im2col,
 }
@@ -241,11 +239,7 @@ impl Geometry {
         if self.is_direct() && !self.is_pointwise() {
             Path::Direct
         } else if let Some(tile) = self.winograd() {
-            if winograd::forced_path() == ConvPath::WinogradChannels(tile) {
-                Path::WinogradChannels(tile)
-            } else {
-                Path::Winograd(tile)
-            }
+            Path::Winograd(tile)
         } else if self.gathers() {
             Path::Gathered
         } else {
@@ -259,7 +253,6 @@ impl Geometry {
 enum Forward {
     Direct,
     Winograd(winograd::Filters),
-    WinogradChannels(winograd_channels::Filters),
     Gathered(gathered::ColumnOffsets),
     Im2col,
 }
@@ -269,9 +262,6 @@ impl Forward {
         match g.path() {
             Path::Direct => Forward::Direct,
             Path::Winograd(tile) => Forward::Winograd(winograd::Filters::new(g, tile, w)),
-            Path::WinogradChannels(tile) => {
-                Forward::WinogradChannels(winograd_channels::Filters::new(g, tile, w))
-            }
             Path::Gathered => Forward::Gathered(g.column_offsets(g.group_images())),
             Path::Im2col => Forward::Im2col,
         }
@@ -281,7 +271,6 @@ impl Forward {
     fn task_images(&self, g: &Geometry) -> usize {
         match self {
             Forward::Winograd(filters) => filters.task_images(),
-            Forward::WinogradChannels(filters) => filters.task_images(),
             _ => g.group_images(),
         }
     }
@@ -291,7 +280,6 @@ impl Forward {
         match self {
             Forward::Direct => direct::forward_images(g, x_t, w, bias, y_t),
             Forward::Winograd(filters) => filters.forward_images(g, x_t, bias, y_t),
-            Forward::WinogradChannels(filters) => filters.forward_images(g, x_t, bias, y_t),
             Forward::Gathered(cols) => gathered::forward_images(g, cols, x_t, w, bias, y_t),
             Forward::Im2col => im2col::forward_images(g, x_t, w, bias, y_t),
         }
@@ -380,7 +368,6 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: OutputGrad, needs: Needs) ->
     match g.path() {
         Path::Direct => direct::backward(g, x, w, dy, needs),
         Path::Winograd(tile) => winograd::backward(g, tile, x, w, dy, needs),
-        Path::WinogradChannels(tile) => winograd_channels::backward(g, tile, x, w, dy, needs),
         Path::Gathered => gathered::backward(g, x, w, dy, needs),
         Path::Im2col => im2col::backward(g, x, w, dy, needs),
     }

@@ -85,6 +85,36 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 /// both Winograd tile sizes, agree with [`reference`] in the output and all three gradients.
 #[test]
 fn every_path_matches_the_reference() {
+    use super::{force_path, ConvPath, Path, Tile};
+    // As dispatched, then with the GEMM paths forced (the shapes Winograd takes by default
+    // then run on the gathered or im2col GEMM).
+    for forced in [ConvPath::Auto, ConvPath::Gemm] {
+        force_path(forced);
+        let taken = paths_match_the_reference();
+        force_path(ConvPath::Auto);
+        let count = |path: Path| taken.iter().filter(|&&p| p == path).count();
+        let counts = [
+            count(Path::Direct),
+            count(Path::Winograd(Tile::F4)),
+            count(Path::Winograd(Tile::F2)),
+            count(Path::Gathered),
+            count(Path::Im2col),
+        ];
+        // Every path of the dispatch table ran: as dispatched, the three single-channel shapes
+        // direct, the seven 3×3 stride-1 shapes with at least 16 channels in and out by
+        // Winograd (F(4×4) from 12 pixels a side), the rest on the GEMM paths; forced, all
+        // but the direct ones on the GEMM paths.
+        let want = match forced {
+            ConvPath::Auto => [3, 5, 2, 13, 5],
+            _ => [3, 0, 0, 19, 6],
+        };
+        assert_eq!(counts, want, "{forced:?}: {taken:?}");
+    }
+}
+
+/// Runs every shape below through `conv2d` and its backward against [`reference`]; the paths
+/// they took.
+fn paths_match_the_reference() -> Vec<super::Path> {
     let mut taken = Vec::new();
     for &(xs, ws, s, p) in &[
         ([2, 64, 12, 40], [8, 64, 3, 3], 1, 1),
@@ -123,8 +153,8 @@ fn every_path_matches_the_reference() {
         ([9, 16, 12, 12], [8, 16, 3, 3], 1, 1),
         ([2, 5, 10, 24], [3, 5, 3, 3], 1, 1),
         ([1, 4, 20, 21], [3, 4, 5, 5], 1, 2),
-        // Winograd (`Geometry::winograd`: 3×3, stride 1, padding 1, 64 channels or more):
-        // F(4×4) from 16 pixels a side (a partial last tile row and column at 17×18, batch 1),
+        // Winograd (`Geometry::winograd`: 3×3, stride 1, padding 1, 16 channels or more):
+        // F(4×4) from 12 pixels a side (a partial last tile row and column at 17×18, batch 1),
         // F(2×2) below (odd sizes: partial tiles).
         ([2, 64, 16, 16], [64, 64, 3, 3], 1, 1),
         ([1, 64, 17, 18], [72, 64, 3, 3], 1, 1),
@@ -152,14 +182,7 @@ fn every_path_matches_the_reference() {
         assert_close("dw", &w.grad().unwrap().to_vec(), &ndw, tol);
         assert_close("db", &b.grad().unwrap().to_vec(), &ndb, tol);
     }
-    // Every path of the dispatch table ran, as many times as the comments above say.
-    let count = |path: super::Path| taken.iter().filter(|&&p| p == path).count();
-    use super::{Path, Tile};
-    assert_eq!(count(Path::Direct), 3, "{taken:?}");
-    assert_eq!(count(Path::Winograd(Tile::F4)), 2, "{taken:?}");
-    assert_eq!(count(Path::Winograd(Tile::F2)), 1, "{taken:?}");
-    assert_eq!(count(Path::Gathered), 17, "{taken:?}");
-    assert_eq!(count(Path::Im2col), 5, "{taken:?}");
+    taken
 }
 
 #[test]

@@ -65,22 +65,42 @@
 //!      ⎣0  4  0 −5  0  1⎦        ⎣ 0      0     1  ⎦
 //! ```
 //!
-//! ## Many channels: 16 GEMMs
+//! ## Many channels: α² GEMMs, the channels as vector lanes
 //!
 //! A convolution layer sums over its input channels:
-//! `Y[co, tile] = Σ_ci Aᵀ [ U[co, ci] ⊙ V[ci, tile] ] A` with `U = G g Gᵀ` (per filter) and
+//! `Y[tile, co] = Σ_ci Aᵀ [ U[co, ci] ⊙ V[tile, ci] ] A` with `U = G g Gᵀ` (per filter) and
 //! `V = Bᵀ d B` (per input tile). `Aᵀ · A` is linear, so the sum moves inside it, and then each
-//! of the α×α = 16 positions `(ξ, ν)` of the tile is a matrix product on its own:
+//! of the α×α = 16 (or 36) positions `(ξ, ν)` of the tile is a matrix product on its own:
 //!
 //! ```text
-//! M[ξ,ν] = U[ξ,ν] · V[ξ,ν]        (Cout × tiles) = (Cout × Cin) · (Cin × tiles)
-//! Y[co, tile] = Aᵀ M[·,·][co, tile] A
+//! M[ξ,ν] = V[ξ,ν] · U[ξ,ν]ᵀ        (tiles × Cout) = (tiles × Cin) · (Cin × Cout)
+//! Y[tile, co] = Aᵀ M[·,·][tile, co] A
 //! ```
 //!
-//! So the layer is: transform every input tile (`V`, additions), 16 GEMMs with `K = Cin`
-//! (2.25× fewer flops than the single `Cout × 9·Cin` GEMM of im2col), transform every output
-//! tile back (additions). The GEMMs run on the crate's blocked kernel; the transforms are
-//! plain loops over `f32` slices along the tiles axis, which LLVM vectorises.
+//! So the layer is: transform every input tile (`V`, additions), α² GEMMs with `K = Cin`
+//! (2.25× or 4× fewer flops than the single `Cout × 9·Cin` GEMM of im2col), transform every
+//! output tile back (additions). The GEMMs run on the crate's blocked kernel.
+//!
+//! The transforms run on whole pixel vectors: each block of images is first made
+//! pixel-major (`[y][x][c]`, oneDNN's `nhwc`), so every pixel is a run of `C` contiguous
+//! channels, an input tile is α × α such runs, and a 1-D transform is a few whole-register
+//! additions per 16 channels, whatever the image size. (Vectorising along the tiles instead,
+//! with the channel planes as they are, leaves short runs on small images — 7 tiles across
+//! a 14-pixel image for F(2×2), 4 for F(4×4) — and measured 1.2–1.9× slower forward +
+//! backward on every shape of `benches/conv.rs`.) The price is a transpose into pixel-major
+//! before and one back after, each one pass over the block's input or output on the 16 × 16
+//! shuffle kernel ([`transpose_strided`]). One block of `T` tiles:
+//!
+//! ```text
+//! X  [images][rows][W][Cin]       the block's input rows, pixel-major
+//! V  [α²][T][Cin]     V[ξ,ν][t] = (Bᵀ d_t B)[ξ,ν]       (input transform; zero padding
+//!                                                         read as a run of zeros)
+//! M  [α²][T][Cout]    M[ξ,ν] = V[ξ,ν] · U[ξ,ν]ᵀ          (α² GEMMs, K = Cin)
+//! Y  [images][rows][Wo][Cout]     Y_t = Aᵀ M_t A + b     (output transform, cropped)
+//! ```
+//!
+//! with `U[ξ,ν]` (`Cout × Cin`) stored transposed (`Cin × Cout`), so the GEMM reads both
+//! operands row by row.
 //!
 //! ## Backward
 //!
@@ -89,9 +109,10 @@
 //!   ([`Geometry::adjoint`], [`adjoint_weight`]): it reuses the forward.
 //! - The weight gradient goes backwards through each step of the forward. `Y = Aᵀ M A` has the
 //!   adjoint `dM = A dY Aᵀ` (each output tile's gradient, zero where the tile overhangs the
-//!   image, spread over the α×α positions); the GEMM `M[ξ,ν] = U[ξ,ν]·V[ξ,ν]` has
-//!   `dU[ξ,ν] += dM[ξ,ν] · V[ξ,ν]ᵀ` (summed over tiles and the batch); and `U = G g Gᵀ` has
-//!   `dW = Gᵀ dU G` (the adjoint of the filter transform), applied once at the end.
+//!   image, spread over the α×α positions); the GEMM `M[ξ,ν] = V[ξ,ν]·U[ξ,ν]ᵀ` has
+//!   `dU[ξ,ν] += dM[ξ,ν]ᵀ · V[ξ,ν]` (summed over tiles and the batch); and `U = G g Gᵀ` has
+//!   `dW = Gᵀ dU G` (the adjoint of the filter transform), applied once at the end. `V` is
+//!   recomputed from the input rather than kept from the forward.
 //! - The bias gradient is the sum of `dY` per channel, as on the GEMM path.
 //!
 //! ## Scheduling
@@ -99,18 +120,10 @@
 //! As on the GEMM path ([`super`]): one rayon task per group of images, the weight gradient
 //! accumulated per worker (rayon `fold`) and summed at the end (`reduce`). A task works through
 //! *blocks* of tiles, a few whole images (small images) or a band of tile rows of one image,
-//! sized so that the block's transformed inputs `V` (`[16][Cin][tiles]`) and GEMM outputs `M`
-//! (`[16][Cout][tiles]`) stay near L2 ([`BLOCK_BYTES`]); they live in the thread's scratch
-//! buffer, never for the whole batch (at batch 256 × 64 channels × 32² the batch's `V` would
-//! be 256 MB). Tiles are numbered across the images of a block, so the second transform stage
-//! and the GEMMs run over all of them at once, however small the images.
-//!
-//! Each 2-D transform is two 1-D passes. For the input: along `x`, each padded input row is
-//! split into its column phases (`row[m·j + p]` for phase `p`), so that column `c` of every tile
-//! along the row is one contiguous slice (phase `c mod m`, from `c / m`), and `Bᵀ` combines
-//! these slices; along `y`, `Bᵀ` combines the results of the tile's α rows, now contiguous over
-//! all the block's tiles. The output and output-gradient transforms are the same two passes
-//! in the other order.
+//! sized so that the block's `V` and `M` stay near L2 ([`BLOCK_BYTES`]); they live in the
+//! thread's scratch buffer, never for the whole batch (at batch 256 × 64 channels × 32² the
+//! batch's `V` would be 256 MB). Tiles are numbered across the images of a block, so the GEMMs
+//! run over all of them at once, however small the images.
 //!
 //! ## Accuracy
 //!
@@ -135,9 +148,9 @@
 use std::cell::Cell;
 
 use super::geometry::{adjoint_weight, Geometry};
-use super::layout::copy_row;
 use super::{over_image_tasks, with_scratch, Grads, Needs, OutputGrad, Task};
 use crate::gemm::{gemm, MatMut, MatRef};
+use crate::vector::transpose_strided;
 
 /// A Winograd tile size `F(m×m, 3×3)`: `m×m` outputs from `(m+2)×(m+2)` inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,8 +172,6 @@ pub enum ConvPath {
     /// Always Winograd with this tile size (where it applies: 3×3, stride 1, padding 1, more
     /// than one input channel).
     Winograd(Tile),
-    /// Always Winograd with the channels as vector lanes ([`super::winograd_channels`]).
-    WinogradChannels(Tile),
 }
 
 thread_local! {
@@ -175,7 +186,7 @@ pub fn force_path(path: ConvPath) {
 }
 
 /// The path [`force_path`] set on this thread.
-pub(super) fn forced_path() -> ConvPath {
+fn forced_path() -> ConvPath {
     FORCED.get()
 }
 
@@ -193,39 +204,37 @@ impl Geometry {
         match forced_path() {
             ConvPath::Auto => self.winograd_pays(),
             ConvPath::Gemm => None,
-            ConvPath::Winograd(tile) | ConvPath::WinogradChannels(tile) => Some(tile),
+            ConvPath::Winograd(tile) => Some(tile),
         }
     }
 
     /// Where Winograd beats the GEMM path, forward + backward, as measured with
-    /// `benches/conv.rs`: FLOP/s of forward + backward over the GEMM path's, in two or three
-    /// runs of the bench on 2 cores shared with other jobs (each run alternates the paths
-    /// back to back; the runs differ by up to ±30%, so only clear margins count):
+    /// `benches/conv.rs` (one quiet run, 2 threads, AMD EPYC Zen 4 with AVX-512; each shape
+    /// runs the paths back to back): FLOP/s of forward + backward over the GEMM path's.
     ///
-    /// | shape (batch 128, or 256 at 24 px) | F(2×2) | F(4×4) | taken |
+    /// | shape (batch 128, or 256 at 24 px and MNIST) | F(2×2) | F(4×4) | taken |
     /// |---|---|---|---|
-    /// | 64 → 64 at 32² | 1.24, 1.15 | 1.77, 1.47 | F(4×4) |
-    /// | 128 → 128 at 16² | 1.39, 1.31 | 1.78, 1.52 | F(4×4) |
-    /// | 256 → 256 at 8² | 2.1, 1.24, 1.13 | 1.47, 1.30 | F(2×2) |
-    /// | 512 → 512 at 4² | 0.97, 1.37, 1.21 | 1.03, 1.09 | F(2×2) |
-    /// | 32 → 64 at 14² (MNIST) | 1.07, 0.96 | 1.08, 0.69 | GEMM |
-    /// | 64 → 64 at 6² | 0.92 | 0.69 | GEMM |
-    /// | 128 → 128 at 3² | 0.79 | 0.80 | GEMM |
-    /// | 16 → 16 at 32² and 24², 32 → 32 at 12² | 0.69–0.91 | 0.65–1.09 | GEMM |
+    /// | 64 → 64 at 32² | 1.38 | 1.90 | F(4×4) |
+    /// | 16 → 16 at 32² | 0.64 | 0.97 | F(4×4) |
+    /// | 16 → 16 at 24² | 0.84 | 1.34 | F(4×4) |
+    /// | 128 → 128 at 16² | 1.68 | 2.20 | F(4×4) |
+    /// | 32 → 64 at 14² (MNIST) | 1.37 | 1.55 | F(4×4) |
+    /// | 32 → 32 at 12² | 1.17 | 1.37 | F(4×4) |
+    /// | 256 → 256 at 8² | 1.65 | 1.40 | F(2×2) |
+    /// | 64 → 64 at 6² | 1.78 | 1.10 | F(2×2) |
+    /// | 512 → 512 at 4² | 1.37 | 0.76 | F(2×2) |
+    /// | 128 → 128 at 3² | 1.34 | 0.83 | F(2×2) |
     ///
-    /// So: at least 64 channels in and out (with fewer, the GEMMs' `K = Cin` is too thin to
-    /// run fast, and the transforms, whose cost per tile does not shrink with the channels,
-    /// eat the saving), images of at least 8 pixels a side, or 4 with 256 channels or more (on
-    /// small images the 16 GEMMs re-pack each `Cout × Cin` transformed filter for few tiles and
-    /// much of each input tile is padding, which only wide layers repay; 64 channels at 6² and
-    /// 128 at 3² measured slower). F(4×4) from 16 pixels on; F(2×2) below, where F(4×4) is no
-    /// faster (8²: within the noise) and rounds ~20× more (*Accuracy* above).
+    /// So: at least 16 channels in and out (with fewer, the GEMMs' `K = Cin` is too thin to run
+    /// fast; 16 channels at 32² is a tie), F(4×4) from 12 pixels a side, F(2×2) from 3 to 11
+    /// (where F(4×4)'s 6 × 6 input tiles are mostly padding and its 36 GEMMs have few tiles
+    /// each). Below 3 pixels, most of any tile is padding.
     fn winograd_pays(&self) -> Option<Tile> {
         let (channels, side) = (self.cin.min(self.cout), self.ho.min(self.wo));
         match side {
-            16.. if channels >= 64 => Some(Tile::F4),
-            8.. if channels >= 64 => Some(Tile::F2),
-            4.. if channels >= 256 => Some(Tile::F2),
+            _ if channels < 16 => None,
+            12.. => Some(Tile::F4),
+            3.. => Some(Tile::F2),
             _ => None,
         }
     }
@@ -239,18 +248,17 @@ const BLOCK_BYTES: usize = 1 << 20;
 /// few columns.
 const MIN_BLOCK_TILES: usize = 64;
 
-/// Tiles per chunk of the transforms' vector loops (one AVX-512 register of f32); a block's
-/// tile count is rounded up to a multiple of it, the extra tiles zero.
+/// Channels per chunk of the transforms' vector loops (one AVX-512 register of f32).
 const LANES: usize = 16;
 
 /// The transform matrices of one tile size, row-major: `bt` (`α×α`), `at` (`m×α`), `a` = `Aᵀ`
 /// transposed (`α×m`, for the adjoint of the output transform), `g` (`α×3`, in f64: the filter
 /// transforms run once per call, in f64, so `1/6` and `1/24` round only once).
-pub(super) struct Matrices {
-    pub bt: &'static [f32],
-    pub at: &'static [f32],
-    pub a: &'static [f32],
-    pub g: &'static [f64],
+struct Matrices {
+    bt: &'static [f32],
+    at: &'static [f32],
+    a: &'static [f32],
+    g: &'static [f64],
 }
 
 #[rustfmt::skip]
@@ -316,7 +324,7 @@ const F4_MATRICES: Matrices = Matrices {
 /// The matrices of `F(M×M, 3×3)`; a constant once `M` is (so the transforms' zero and unit
 /// coefficients fold away).
 #[inline(always)]
-pub(super) fn matrices<const M: usize>() -> &'static Matrices {
+fn matrices<const M: usize>() -> &'static Matrices {
     match M {
         2 => &F2_MATRICES,
         4 => &F4_MATRICES,
@@ -324,21 +332,26 @@ pub(super) fn matrices<const M: usize>() -> &'static Matrices {
     }
 }
 
-/// A convolution's transformed filters `U = G g Gᵀ` and its plan: what every task of the
-/// forward shares.
+/// A convolution's transformed filters, each position's `U[ξ,ν]` transposed (`[α²][Cin][Cout]`),
+/// and its plan: what every task of the forward shares.
 pub(super) struct Filters {
     tile: Tile,
     plan: Plan,
-    u: Vec<f32>,
+    u_t: Vec<f32>,
 }
 
 impl Filters {
     pub fn new(g: &Geometry, tile: Tile, w: &[f32]) -> Filters {
-        let (plan, u) = match tile {
-            Tile::F2 => (Plan::new::<2, 4>(g), transform_filter::<2, 4>(g, w)),
-            Tile::F4 => (Plan::new::<4, 6>(g), transform_filter::<4, 6>(g, w)),
+        let (plan, u, alpha) = match tile {
+            Tile::F2 => (Plan::new::<2, 4>(g), transform_filter::<2, 4>(g, w), 4),
+            Tile::F4 => (Plan::new::<4, 6>(g), transform_filter::<4, 6>(g, w), 6),
         };
-        Filters { tile, plan, u }
+        let filters = g.cout * g.cin;
+        let mut u_t = vec![0.0; alpha * alpha * filters];
+        for (u_k, u_t_k) in u.chunks_exact(filters).zip(u_t.chunks_exact_mut(filters)) {
+            crate::vector::transpose(u_k, g.cout, g.cin, u_t_k);
+        }
+        Filters { tile, plan, u_t }
     }
 
     /// Images per task.
@@ -346,17 +359,16 @@ impl Filters {
         self.plan.task_images
     }
 
-    /// The forward of one task's images `x_t` into `y_t`.
+    /// The forward of one task's images `x_t` into `y_t` (both channel planes, as everywhere).
     pub fn forward_images(&self, g: &Geometry, x_t: &[f32], bias: Option<&[f32]>, y_t: &mut [f32]) {
-        let (plan, u) = (&self.plan, &self.u);
         match self.tile {
-            Tile::F2 => convolve_images::<2, 4>(g, plan, x_t, u, bias, y_t),
-            Tile::F4 => convolve_images::<4, 6>(g, plan, x_t, u, bias, y_t),
+            Tile::F2 => convolve_images::<2, 4>(g, &self.plan, x_t, &self.u_t, bias, y_t),
+            Tile::F4 => convolve_images::<4, 6>(g, &self.plan, x_t, &self.u_t, bias, y_t),
         }
     }
 }
 
-/// The gradients of the input, weight and bias (each only if needed), by Winograd.
+/// The gradients of the input, weight and bias (each only if needed).
 pub(super) fn backward(
     g: &Geometry,
     tile: Tile,
@@ -366,34 +378,34 @@ pub(super) fn backward(
     needs: Needs,
 ) -> Grads {
     match tile {
-        Tile::F2 => backward_with::<2, 4>(g, x, w, dy, needs),
-        Tile::F4 => backward_with::<4, 6>(g, x, w, dy, needs),
+        Tile::F2 => backward_with::<2, 4>(g, tile, x, w, dy, needs),
+        Tile::F4 => backward_with::<4, 6>(g, tile, x, w, dy, needs),
     }
 }
 
 /// How a convolution is cut into tasks and blocks of tiles (see *Scheduling* above).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Plan {
+struct Plan {
     /// Tiles down and across one image: `ceil(ho / m)`, `ceil(wo / m)`.
-    pub th: usize,
-    pub tw: usize,
+    th: usize,
+    tw: usize,
     /// Images per rayon task (and per block, unless images are cut into bands).
-    pub task_images: usize,
+    task_images: usize,
     /// Tile rows per block (`th` unless an image is cut into bands).
-    pub band_rows: usize,
+    band_rows: usize,
 }
 
 /// A block of tiles: images `first..first + images` of a task, tile rows `ty0..ty1` of each.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Block {
-    pub first: usize,
-    pub images: usize,
-    pub ty0: usize,
-    pub ty1: usize,
+struct Block {
+    first: usize,
+    images: usize,
+    ty0: usize,
+    ty1: usize,
 }
 
 impl Plan {
-    pub fn new<const M: usize, const A: usize>(g: &Geometry) -> Plan {
+    fn new<const M: usize, const A: usize>(g: &Geometry) -> Plan {
         let (th, tw) = (g.ho.div_ceil(M), g.wo.div_ceil(M));
         let bytes_per_tile = std::mem::size_of::<f32>() * A * A * (g.cin + g.cout);
         let target = (BLOCK_BYTES / bytes_per_tile).max(MIN_BLOCK_TILES);
@@ -417,7 +429,7 @@ impl Plan {
 
     /// The blocks of a task of `images` images: bands of one image, or up to `task_images`
     /// whole images.
-    pub fn blocks(&self, images: usize) -> Vec<Block> {
+    fn blocks(&self, images: usize) -> Vec<Block> {
         if self.band_rows < self.th {
             let bands = (0..self.th).step_by(self.band_rows);
             (0..images)
@@ -442,68 +454,10 @@ impl Plan {
                 .collect()
         }
     }
-
-    /// Lanes of the largest block: its tiles rounded up to whole [`LANES`].
-    fn max_lanes(&self) -> usize {
-        (self.task_images * self.band_rows * self.tw).next_multiple_of(LANES)
-    }
-
-    /// Scratch one block needs: `V` (or the forward's input side) for `cin` channels, `M` for
-    /// `cout`, and the transforms' buffers ([`Stage`]).
-    fn scratch_len<const M: usize, const A: usize>(&self, cin: usize, cout: usize) -> usize {
-        A * A * (cin + cout) * self.max_lanes() + Stage::len::<M, A>(self)
-    }
-}
-
-impl Block {
-    fn rows(&self) -> usize {
-        self.ty1 - self.ty0
-    }
-
-    /// Tiles of the block.
-    fn tiles(&self, plan: &Plan) -> usize {
-        self.images * self.rows() * plan.tw
-    }
-
-    /// Tiles rounded up to whole [`LANES`]: the length of each row of `V` and `M`.
-    fn lanes(&self, plan: &Plan) -> usize {
-        self.tiles(plan).next_multiple_of(LANES)
-    }
-
-    /// Index of the first tile of row `ty` of image `k` (counted from the block's first).
-    fn tile(&self, plan: &Plan, k: usize, ty: usize) -> usize {
-        (k * self.rows() + ty - self.ty0) * plan.tw
-    }
-
-    /// `(k, ty, t0)` for every tile row of the block: image, tile row, first tile.
-    fn tile_rows<'a>(&'a self, plan: &'a Plan) -> impl Iterator<Item = (usize, usize, usize)> + 'a {
-        (0..self.images)
-            .flat_map(move |k| (self.ty0..self.ty1).map(move |ty| (k, ty, self.tile(plan, k, ty))))
-    }
-}
-
-/// The transforms' working buffers: `lanes` holds α×α rows of a block's lanes between the two
-/// 1-D passes; `row` one padded image row; `phases` its column phases.
-struct Stage<'a> {
-    lanes: &'a mut [f32],
-    row: &'a mut [f32],
-    phases: &'a mut [f32],
-}
-
-impl<'a> Stage<'a> {
-    fn len<const M: usize, const A: usize>(plan: &Plan) -> usize {
-        A * A * plan.max_lanes() + 2 * M * (plan.tw + 1)
-    }
-
-    fn new<const M: usize, const A: usize>(buf: &'a mut [f32], plan: &Plan) -> Stage<'a> {
-        let (lanes, rest) = buf.split_at_mut(A * A * plan.max_lanes());
-        let (row, phases) = rest.split_at_mut(M * (plan.tw + 1));
-        Stage { lanes, row, phases }
-    }
 }
 
 /// `N` disjoint slices of `len` values of `buf`, the first at `start`, the next `stride` apart.
-pub(super) fn rows_mut<const N: usize>(
+fn rows_mut<const N: usize>(
     buf: &mut [f32],
     start: usize,
     stride: usize,
@@ -523,22 +477,17 @@ pub(super) fn rows_mut<const N: usize>(
 }
 
 /// `N` slices of `len` values of `buf`, the first at `start`, the next `stride` apart.
-pub(super) fn rows<const N: usize>(
-    buf: &[f32],
-    start: usize,
-    stride: usize,
-    len: usize,
-) -> [&[f32]; N] {
+fn rows<const N: usize>(buf: &[f32], start: usize, stride: usize, len: usize) -> [&[f32]; N] {
     std::array::from_fn(|i| &buf[start + i * stride..][..len])
 }
 
 /// `outs[o] = Σ_i coef[o·I + i] · ins[i]`, lane by lane (all slices of one length): one 1-D
-/// transform applied across many tiles at once. `coef` is one of the constant [`Matrices`],
-/// so after inlining the zero coefficients drop out and `±1` become additions. Runs of 16, 8
-/// and 4 lanes, then single lanes (short rows of 2 to 8 tiles are common), each loaded and
-/// stored in place.
+/// transform applied to every channel of its pixels at once. `coef` is one of the constant
+/// [`Matrices`], so after inlining the zero coefficients drop out and `±1` become additions.
+/// Runs of 16, 8 and 4 lanes, then single lanes (channel counts that are not multiples of 16),
+/// each loaded and stored in place.
 #[inline(always)]
-pub(super) fn combine<const I: usize, const O: usize>(
+fn combine<const I: usize, const O: usize>(
     coef: &[f32],
     ins: [&[f32]; I],
     mut outs: [&mut [f32]; O],
@@ -594,32 +543,8 @@ fn lincomb<const I: usize, const N: usize>(coef: &[f32], x: &[[f32; N]; I]) -> [
     acc
 }
 
-/// Splits `row` into its `M` column phases: `phases[p·len + j] = row[M·j + p]`, with
-/// `len = row.len() / M`.
-#[inline(always)]
-fn deinterleave<const M: usize>(row: &[f32], phases: &mut [f32]) {
-    let len = row.len() / M;
-    for (j, chunk) in row.chunks_exact(M).enumerate() {
-        for (p, &v) in chunk.iter().enumerate() {
-            phases[p * len + j] = v;
-        }
-    }
-}
-
-/// Copies `src` into `row` from `pad` on, zeros around it, and splits it into its phases.
-fn split_row<const M: usize>(src: &[f32], pad: usize, row: &mut [f32], phases: &mut [f32]) {
-    let end = pad + src.len();
-    row[..pad].fill(0.0);
-    copy_row(&mut row[pad..end], src);
-    row[end..].fill(0.0);
-    deinterleave::<M>(row, &mut phases[..row.len()]);
-}
-
 /// `U[ξ,ν][co][ci] = (G g Gᵀ)[ξ,ν]` for every filter `g = w[co][ci]`: `[α²][cout][cin]`.
-pub(super) fn transform_filter<const M: usize, const A: usize>(
-    g: &Geometry,
-    w: &[f32],
-) -> Vec<f32> {
+fn transform_filter<const M: usize, const A: usize>(g: &Geometry, w: &[f32]) -> Vec<f32> {
     let gm = matrices::<M>().g;
     let filters = g.cout * g.cin;
     let mut u = vec![0.0; A * A * filters];
@@ -643,7 +568,7 @@ pub(super) fn transform_filter<const M: usize, const A: usize>(
 }
 
 /// The adjoint of [`transform_filter`]: `dW[co][ci] = Gᵀ dU[·,·][co][ci] G`, `[cout][cin][3][3]`.
-pub(super) fn filter_grad<const M: usize, const A: usize>(g: &Geometry, du: &[f32]) -> Vec<f32> {
+fn filter_grad<const M: usize, const A: usize>(g: &Geometry, du: &[f32]) -> Vec<f32> {
     let gm = matrices::<M>().g;
     let filters = g.cout * g.cin;
     let mut dw = vec![0.0; 9 * filters];
@@ -665,183 +590,288 @@ pub(super) fn filter_grad<const M: usize, const A: usize>(g: &Geometry, du: &[f3
     dw
 }
 
-/// The forward of one task's images `x_t` into `y_t`, block by block: input transform, 16
-/// GEMMs, output transform.
+/// Where a block's tiles lie in the images, and the sizes of its pixel-major buffers.
+struct Span {
+    /// Tile rows of the block (of each of its images) and tiles across.
+    band: usize,
+    tw: usize,
+    /// Input rows `iy0..iy1` the block's tiles read (clipped to the image).
+    iy0: usize,
+    iy1: usize,
+    /// Output rows `oy0..oy1` its tiles cover (clipped to the image).
+    oy0: usize,
+    oy1: usize,
+    /// Tiles `T` of the block.
+    tiles: usize,
+}
+
+impl Span {
+    fn of<const M: usize>(g: &Geometry, plan: &Plan, block: &Block) -> Span {
+        let (band, tw) = (block.ty1 - block.ty0, plan.tw);
+        Span {
+            band,
+            tw,
+            iy0: (M * block.ty0).saturating_sub(g.pad),
+            iy1: (M * block.ty1 + 2 - g.pad).min(g.h),
+            oy0: M * block.ty0,
+            oy1: (M * block.ty1).min(g.ho),
+            tiles: block.images * band * tw,
+        }
+    }
+
+    /// Image, tile row (within the band) and tile column of tile `t`.
+    fn tile(&self, t: usize) -> (usize, usize, usize) {
+        (
+            t / (self.band * self.tw),
+            (t / self.tw) % self.band,
+            t % self.tw,
+        )
+    }
+
+    /// The pixels of each image's slice of the input (`X`) and of the output (`Y`).
+    fn in_pixels(&self, g: &Geometry) -> usize {
+        (self.iy1 - self.iy0) * g.w
+    }
+
+    fn out_pixels(&self, g: &Geometry) -> usize {
+        (self.oy1 - self.oy0) * g.wo
+    }
+
+    /// Scratch for the largest block of `plan`: `X`, `V`, `M`, `Y` and one tile's
+    /// intermediate rows and a run of zeros.
+    fn scratch_len<const A: usize>(g: &Geometry, plan: &Plan) -> usize {
+        let (images, band, m) = (plan.task_images, plan.band_rows, A - 2);
+        let in_pixels = (m * band + 2).min(g.h) * g.w;
+        let out_pixels = (m * band).min(g.ho) * g.wo;
+        let tiles = images * band * plan.tw;
+        images * (in_pixels * g.cin + out_pixels * g.cout)
+            + A * A * tiles * (g.cin + g.cout)
+            + (A + 1) * A * g.cin.max(g.cout)
+    }
+}
+
+/// The forward of one task's images, block by block: pixel-major input, input transform, α²
+/// GEMMs, output transform, channel planes again.
 fn convolve_images<const M: usize, const A: usize>(
     g: &Geometry,
     plan: &Plan,
     x_t: &[f32],
-    u: &[f32],
+    u_t: &[f32],
     bias: Option<&[f32]>,
     y_t: &mut [f32],
 ) {
     let (cin, cout) = (g.cin, g.cout);
     for block in plan.blocks(x_t.len() / g.in_image()) {
-        let tp = block.lanes(plan);
-        let images = block.first..block.first + block.images;
-        let x_b = &x_t[images.start * g.in_image()..images.end * g.in_image()];
-        let y_b = &mut y_t[images.start * g.out_image()..images.end * g.out_image()];
-        with_scratch(plan.scratch_len::<M, A>(cin, cout), |scratch| {
-            let (v, rest) = scratch.split_at_mut(A * A * cin * tp);
-            let (m, rest) = rest.split_at_mut(A * A * cout * tp);
-            let mut stage = Stage::new::<M, A>(rest, plan);
-            transform_input::<M, A>(g, plan, &block, x_b, v, &mut stage);
-            for ((u_k, v_k), m_k) in u
-                .chunks_exact(cout * cin)
-                .zip(v.chunks_exact(cin * tp))
-                .zip(m.chunks_exact_mut(cout * tp))
+        let span = Span::of::<M>(g, plan, &block);
+        let tiles = span.tiles;
+        with_scratch(Span::scratch_len::<A>(g, plan), |scratch| {
+            let (xp, rest) = scratch.split_at_mut(block.images * span.in_pixels(g) * cin);
+            let (v, rest) = rest.split_at_mut(A * A * tiles * cin);
+            let (m, rest) = rest.split_at_mut(A * A * tiles * cout);
+            let (yp, stage) = rest.split_at_mut(block.images * span.out_pixels(g) * cout);
+            let (iys, w) = (span.iy0..span.iy1, g.w);
+            to_pixels(
+                x_t,
+                g.in_image(),
+                g.h * w,
+                cin,
+                &block,
+                iys.start * w..iys.end * w,
+                xp,
+            );
+            transform_input::<M, A>(g, &span, cin, xp, v, stage);
+            for ((v_k, u_k), m_k) in v
+                .chunks_exact(tiles * cin)
+                .zip(u_t.chunks_exact(cin * cout))
+                .zip(m.chunks_exact_mut(tiles * cout))
             {
-                let u_k = MatRef::new(u_k, cout, cin);
-                gemm(
-                    1.0,
-                    u_k,
-                    MatRef::new(v_k, cin, tp),
-                    0.0,
-                    MatMut::new(m_k, cout, tp),
-                );
+                let (v_k, u_k) = (MatRef::new(v_k, tiles, cin), MatRef::new(u_k, cin, cout));
+                gemm(1.0, v_k, u_k, 0.0, MatMut::new(m_k, tiles, cout));
             }
-            transform_output::<M, A>(g, plan, &block, m, bias, y_b, &mut stage);
+            transform_output::<M, A>(g, &span, m, bias, yp, stage);
+            from_pixels(g, &span, &block, yp, y_t);
         });
     }
 }
 
-/// `V[ξ,ν][ci][t] = (Bᵀ d B)[ξ,ν]` for every input tile `d` of the block (`[α²][cin][lanes]`,
-/// the lanes past the block's tiles zero). `x_b` holds the block's images.
+/// The pixels `pixels` (of each channel plane, `plane` long) of the block's images, which lie
+/// `image` apart in `src`, pixel-major into `dst`: `[images][pixels][c]`.
+fn to_pixels(
+    src: &[f32],
+    image: usize,
+    plane: usize,
+    c: usize,
+    block: &Block,
+    pixels: std::ops::Range<usize>,
+    dst: &mut [f32],
+) {
+    let len = pixels.len();
+    for (k, dst_k) in dst.chunks_exact_mut(len * c).take(block.images).enumerate() {
+        let src_k = &src[(block.first + k) * image + pixels.start..];
+        transpose_strided(src_k, c, len, plane, dst_k, c);
+    }
+}
+
+/// The block's output `Y` (pixel-major, `[images][pixels][Cout]`) into its rows of the channel
+/// planes of `y_t`.
+fn from_pixels(g: &Geometry, span: &Span, block: &Block, yp: &[f32], y_t: &mut [f32]) {
+    let len = span.out_pixels(g);
+    for (k, yp_k) in yp.chunks_exact(len * g.cout).enumerate() {
+        let y_k = &mut y_t[(block.first + k) * g.out_image() + span.oy0 * g.wo..];
+        transpose_strided(yp_k, len, g.cout, g.cout, y_k, g.ho * g.wo);
+    }
+}
+
+/// The `A` pixels `(y, x0..x0 + A)` of a pixel-major image slice `rows × w` of `c` channels,
+/// `zeros` for those outside it.
+#[inline(always)]
+fn pixels_of<'a, const A: usize>(
+    img: &'a [f32],
+    (rows, w, c): (usize, usize, usize),
+    y: isize,
+    x0: isize,
+    zeros: &'a [f32],
+) -> [&'a [f32]; A] {
+    std::array::from_fn(|j| {
+        let x = x0 + j as isize;
+        if (0..rows as isize).contains(&y) && (0..w as isize).contains(&x) {
+            &img[(y as usize * w + x as usize) * c..][..c]
+        } else {
+            zeros
+        }
+    })
+}
+
+/// `V[ξ,ν][t] = (Bᵀ d_t B)[ξ,ν]` for every tile `t` of the block, from its pixel-major input
+/// `xp` (the rows `span.iy0..iy1` of each image; pixels outside them are the zero padding);
+/// `stage` holds one tile's α × α intermediate rows and a run of zeros.
 fn transform_input<const M: usize, const A: usize>(
     g: &Geometry,
-    plan: &Plan,
-    block: &Block,
-    x_b: &[f32],
+    span: &Span,
+    c: usize,
+    xp: &[f32],
     v: &mut [f32],
-    stage: &mut Stage,
+    stage: &mut [f32],
 ) {
     let bt = matrices::<M>().bt;
-    let (tp, tw, plane) = (block.lanes(plan), plan.tw, g.h * g.w);
-    let row = &mut stage.row[..M * (tw + 1)];
-    let phases = &mut stage.phases[..M * (tw + 1)];
-    // Rows (ν, r) of the first pass at (ν·α + r)·tp; the lanes past the tiles stay zero.
-    let lanes = &mut stage.lanes[..A * A * tp];
-    for r in lanes.chunks_exact_mut(tp) {
-        r[block.tiles(plan)..].fill(0.0);
-    }
-    for ci in 0..g.cin {
-        // Along x: row r of tile (ty, ·) is padded row m·ty + r; its α columns are phase
-        // c mod m from c / m on.
-        for (k, ty, t0) in block.tile_rows(plan) {
-            let x_c = &x_b[k * g.in_image() + ci * plane..][..plane];
-            for r in 0..A {
-                let outs = rows_mut::<A>(lanes, r * tp + t0, A * tp, tw);
-                match (M * ty + r).checked_sub(g.pad).filter(|&iy| iy < g.h) {
-                    Some(iy) => {
-                        split_row::<M>(&x_c[iy * g.w..][..g.w], g.pad, row, phases);
-                        let ins =
-                            std::array::from_fn(|c| &phases[(c % M) * (tw + 1) + c / M..][..tw]);
-                        combine::<A, A>(bt, ins, outs);
-                    }
-                    None => outs.into_iter().for_each(|o| o.fill(0.0)),
-                }
-            }
+    let (tiles, height) = (span.tiles, span.iy1 - span.iy0);
+    let (stage, zeros) = stage[..(A + 1) * A * c].split_at_mut(A * A * c);
+    let zeros = &mut zeros[..c];
+    zeros.fill(0.0);
+    for t in 0..tiles {
+        let (k, ty, tx) = span.tile(t);
+        let img = &xp[k * height * g.w * c..][..height * g.w * c];
+        // Row r of the tile is input row m·ty + r − pad of the image (counted from iy0).
+        let y0 = (M * ty) as isize + (span.oy0 as isize - g.pad as isize) - span.iy0 as isize;
+        let x0 = (M * tx) as isize - g.pad as isize;
+        // Along x: row r of the tile, stage[r][ν] = Σ_c Bᵀ[ν,c]·d[r][c].
+        for r in 0..A {
+            let ins = pixels_of::<A>(img, (height, g.w, c), y0 + r as isize, x0, zeros);
+            combine::<A, A>(bt, ins, rows_mut::<A>(stage, r * A * c, c, c));
         }
-        // Along y, over every tile of the block at once: V[ξ,ν] = Σ_r Bᵀ[ξ,r]·(row r, ν).
+        // Along y: V[ξ,ν][t] = Σ_r Bᵀ[ξ,r]·stage[r][ν].
         for nu in 0..A {
-            let ins = rows::<A>(lanes, nu * A * tp, tp, tp);
-            let outs = rows_mut::<A>(v, (nu * g.cin + ci) * tp, A * g.cin * tp, tp);
+            let ins = rows::<A>(stage, nu * c, A * c, c);
+            let outs = rows_mut::<A>(v, (nu * tiles + t) * c, A * tiles * c, c);
             combine::<A, A>(bt, ins, outs);
         }
     }
 }
 
-/// `y = Aᵀ M A (+ b)` for every output tile of the block, cropped to the image: `m` is
-/// `[α²][cout][lanes]`, `y_b` the block's images (only its tile rows are written).
+/// `Y_t = Aᵀ M_t A + b` for every tile `t` of the block, into the block's pixel-major output
+/// `yp` (the rows `span.oy0..oy1` of each image), the pixels past the image dropped.
 fn transform_output<const M: usize, const A: usize>(
     g: &Geometry,
-    plan: &Plan,
-    block: &Block,
+    span: &Span,
     m: &[f32],
     bias: Option<&[f32]>,
-    y_b: &mut [f32],
-    stage: &mut Stage,
+    yp: &mut [f32],
+    stage: &mut [f32],
 ) {
     let at = matrices::<M>().at;
-    let (tp, tw, plane) = (block.lanes(plan), plan.tw, g.ho * g.wo);
-    let phases = &mut stage.phases[..M * tw];
-    let lanes = &mut stage.lanes[..M * A * tp];
-    for co in 0..g.cout {
-        // Along y, over every tile: (a, ν) = Σ_ξ Aᵀ[a,ξ]·M[ξ,ν], at (a·α + ν)·tp.
+    let (tiles, c) = (span.tiles, g.cout);
+    let height = span.oy1 - span.oy0;
+    let (stage, out) = stage[..(A + 1) * A * c].split_at_mut(M * A * c);
+    for t in 0..tiles {
+        let (k, ty, tx) = span.tile(t);
+        let y_k = &mut yp[k * height * g.wo * c..][..height * g.wo * c];
+        // Along y: stage[a][ν] = Σ_ξ Aᵀ[a,ξ]·M[ξ,ν][t].
         for nu in 0..A {
-            let ins = rows::<A>(m, (nu * g.cout + co) * tp, A * g.cout * tp, tp);
-            combine::<A, M>(at, ins, rows_mut::<M>(lanes, nu * tp, A * tp, tp));
+            let ins = rows::<A>(m, (nu * tiles + t) * c, A * tiles * c, c);
+            combine::<A, M>(at, ins, rows_mut::<M>(stage, nu * c, A * c, c));
         }
-        // Along x, one output row at a time: its M column phases, interleaved into the row.
-        let b = bias.map_or(0.0, |b| b[co]);
-        for (k, ty, t0) in block.tile_rows(plan) {
-            for a in 0..M {
-                let oy = M * ty + a;
-                if oy >= g.ho {
-                    break;
-                }
-                let ins = rows::<A>(lanes, a * A * tp + t0, tp, tw);
-                combine::<A, M>(at, ins, rows_mut::<M>(phases, 0, tw, tw));
-                let dst = &mut y_b[k * g.out_image() + co * plane + oy * g.wo..][..g.wo];
-                for (j, chunk) in dst.chunks_mut(M).enumerate() {
-                    for (p, d) in chunk.iter_mut().enumerate() {
-                        *d = phases[p * tw + j] + b;
-                    }
+        // Along x: output row a of the tile, Y[a][b] = Σ_ν Aᵀ[b,ν]·stage[a][ν] (+ bias), M
+        // adjacent pixels of one row of Y.
+        let x0 = M * tx;
+        let cols = M.min(g.wo - x0);
+        for a in 0..M.min(height - M * ty) {
+            let ins = rows::<A>(stage, a * A * c, c, c);
+            let first = ((M * ty + a) * g.wo + x0) * c;
+            if cols == M {
+                combine::<A, M>(at, ins, rows_mut::<M>(y_k, first, c, c));
+            } else {
+                combine::<A, M>(at, ins, rows_mut::<M>(out, 0, c, c));
+                y_k[first..][..cols * c].copy_from_slice(&out[..cols * c]);
+            }
+            if let Some(b) = bias {
+                for px in y_k[first..][..cols * c].chunks_exact_mut(c) {
+                    px.iter_mut().zip(b).for_each(|(y, b)| *y += b);
                 }
             }
         }
     }
 }
 
-/// `dM = A dY Aᵀ` (the adjoint of [`transform_output`]) for every output tile of the block:
-/// `[α²][cout][lanes]`, zero past the image and past the block's tiles. `dy_b` holds the
-/// block's images' output gradient.
+/// `dM_t = A dY_t Aᵀ` for every tile `t` of the block (zero where a tile overhangs the image),
+/// from the block's output gradient `dy_t` (channel planes), made pixel-major in `dyp`.
 fn transform_grad<const M: usize, const A: usize>(
     g: &Geometry,
-    plan: &Plan,
+    span: &Span,
     block: &Block,
-    dy_b: &[f32],
+    dy_t: &[f32],
+    dyp: &mut [f32],
     dm: &mut [f32],
-    stage: &mut Stage,
+    stage: &mut [f32],
 ) {
     let a_mat = matrices::<M>().a;
-    let (tp, tw, plane) = (block.lanes(plan), plan.tw, g.ho * g.wo);
-    let row = &mut stage.row[..M * tw];
-    let phases = &mut stage.phases[..M * tw];
-    // Rows (a, ν) of the first pass at (a·α + ν)·tp; the lanes past the tiles stay zero.
-    let lanes = &mut stage.lanes[..M * A * tp];
-    for r in lanes.chunks_exact_mut(tp) {
-        r[block.tiles(plan)..].fill(0.0);
-    }
-    for co in 0..g.cout {
-        // Along x: (a, ν) = Σ_b A[ν,b]·dY[a, b] over the phases of output row m·ty + a (zero
-        // past the image).
-        for (k, ty, t0) in block.tile_rows(plan) {
-            for a in 0..M {
-                let outs = rows_mut::<A>(lanes, a * A * tp + t0, tp, tw);
-                let oy = M * ty + a;
-                if oy >= g.ho {
-                    outs.into_iter().for_each(|o| o.fill(0.0));
-                    continue;
-                }
-                let src = &dy_b[k * g.out_image() + co * plane + oy * g.wo..][..g.wo];
-                split_row::<M>(src, 0, row, phases);
-                combine::<M, A>(a_mat, rows::<M>(phases, 0, tw, tw), outs);
-            }
+    let (tiles, c, wo) = (span.tiles, g.cout, g.wo);
+    let height = span.oy1 - span.oy0;
+    let plane = g.ho * wo;
+    to_pixels(
+        dy_t,
+        g.out_image(),
+        plane,
+        c,
+        block,
+        span.oy0 * wo..span.oy1 * wo,
+        dyp,
+    );
+    let (stage, zeros) = stage[..(A + 1) * A * c].split_at_mut(A * A * c);
+    let zeros = &mut zeros[..c];
+    zeros.fill(0.0);
+    for t in 0..tiles {
+        let (k, ty, tx) = span.tile(t);
+        let img = &dyp[k * height * wo * c..][..height * wo * c];
+        // Along x: stage[a][ν] = Σ_b A[ν,b]·dY[a][b].
+        for a in 0..M {
+            let (y, x0) = ((M * ty + a) as isize, (M * tx) as isize);
+            let ins = pixels_of::<M>(img, (height, wo, c), y, x0, zeros);
+            combine::<M, A>(a_mat, ins, rows_mut::<A>(stage, a * A * c, c, c));
         }
-        // Along y, over every tile: dM[ξ,ν] = Σ_a A[ξ,a]·(a, ν).
+        // Along y: dM[ξ,ν][t] = Σ_a A[ξ,a]·stage[a][ν].
         for nu in 0..A {
-            let ins = rows::<M>(lanes, nu * tp, A * tp, tp);
-            let outs = rows_mut::<A>(dm, (nu * g.cout + co) * tp, A * g.cout * tp, tp);
+            let ins = rows::<M>(stage, nu * c, A * c, c);
+            let outs = rows_mut::<A>(dm, (nu * tiles + t) * c, A * tiles * c, c);
             combine::<M, A>(a_mat, ins, outs);
         }
     }
 }
 
-/// [`backward`] for one tile size: per task, `dU += dM·Vᵀ` block by block and the input
+/// [`backward`] for one tile size: per task, `dU += dMᵀ·V` block by block and the input
 /// gradient as the adjoint convolution's forward; `dW = Gᵀ dU G` at the end.
 fn backward_with<const M: usize, const A: usize>(
     g: &Geometry,
+    tile: Tile,
     x: &[f32],
     w: &[f32],
     dy: OutputGrad,
@@ -849,24 +879,23 @@ fn backward_with<const M: usize, const A: usize>(
 ) -> Grads {
     let plan = Plan::new::<M, A>(g);
     let adj = g.adjoint();
-    let adj_plan = Plan::new::<M, A>(&adj);
-    let u_adj = needs
+    let adjoint = needs
         .x
-        .then(|| transform_filter::<M, A>(&adj, &adjoint_weight(g, w)));
+        .then(|| Filters::new(&adj, tile, &adjoint_weight(g, w)));
     let du_len = A * A * g.cout * g.cin;
     let (dx, du, db) = over_image_tasks(g, x, dy, plan.task_images, du_len, needs, |task| {
         let Task { x, dy, dx, dw } = task;
         if let Some(du) = dw {
             weight_grad_images::<M, A>(g, &plan, x, dy, du);
         }
-        if let (Some(dx), Some(u_adj)) = (dx, u_adj.as_deref()) {
-            convolve_images::<M, A>(&adj, &adj_plan, dy, u_adj, None, dx);
+        if let (Some(dx), Some(adjoint)) = (dx, adjoint.as_ref()) {
+            adjoint.forward_images(&adj, dy, None, dx);
         }
     });
     (dx, du.map(|du| filter_grad::<M, A>(g, &du)), db)
 }
 
-/// `dU[ξ,ν] += dM[ξ,ν] · V[ξ,ν]ᵀ` over one task's images, block by block.
+/// `dU[ξ,ν] += dM[ξ,ν]ᵀ · V[ξ,ν]` over one task's images, block by block.
 fn weight_grad_images<const M: usize, const A: usize>(
     g: &Geometry,
     plan: &Plan,
@@ -876,24 +905,33 @@ fn weight_grad_images<const M: usize, const A: usize>(
 ) {
     let (cin, cout) = (g.cin, g.cout);
     for block in plan.blocks(x_t.len() / g.in_image()) {
-        let tp = block.lanes(plan);
-        let images = block.first..block.first + block.images;
-        let x_b = &x_t[images.start * g.in_image()..images.end * g.in_image()];
-        let dy_b = &dy_t[images.start * g.out_image()..images.end * g.out_image()];
-        with_scratch(plan.scratch_len::<M, A>(cin, cout), |scratch| {
-            let (v, rest) = scratch.split_at_mut(A * A * cin * tp);
-            let (dm, rest) = rest.split_at_mut(A * A * cout * tp);
-            let mut stage = Stage::new::<M, A>(rest, plan);
-            transform_input::<M, A>(g, plan, &block, x_b, v, &mut stage);
-            transform_grad::<M, A>(g, plan, &block, dy_b, dm, &mut stage);
+        let span = Span::of::<M>(g, plan, &block);
+        let tiles = span.tiles;
+        with_scratch(Span::scratch_len::<A>(g, plan), |scratch| {
+            let (xp, rest) = scratch.split_at_mut(block.images * span.in_pixels(g) * cin);
+            let (v, rest) = rest.split_at_mut(A * A * tiles * cin);
+            let (dm, rest) = rest.split_at_mut(A * A * tiles * cout);
+            let (dyp, stage) = rest.split_at_mut(block.images * span.out_pixels(g) * cout);
+            let (iys, w) = (span.iy0..span.iy1, g.w);
+            to_pixels(
+                x_t,
+                g.in_image(),
+                g.h * w,
+                cin,
+                &block,
+                iys.start * w..iys.end * w,
+                xp,
+            );
+            transform_input::<M, A>(g, &span, cin, xp, v, stage);
+            transform_grad::<M, A>(g, &span, &block, dy_t, dyp, dm, stage);
             for ((dm_k, v_k), du_k) in dm
-                .chunks_exact(cout * tp)
-                .zip(v.chunks_exact(cin * tp))
+                .chunks_exact(tiles * cout)
+                .zip(v.chunks_exact(tiles * cin))
                 .zip(du.chunks_exact_mut(cout * cin))
             {
-                let v_t = MatRef::new(v_k, cin, tp).t();
-                let du_k = MatMut::new(du_k, cout, cin);
-                gemm(1.0, MatRef::new(dm_k, cout, tp), v_t, 1.0, du_k);
+                let dm_t = MatRef::new(dm_k, tiles, cout).t();
+                let v_k = MatRef::new(v_k, tiles, cin);
+                gemm(1.0, dm_t, v_k, 1.0, MatMut::new(du_k, cout, cin));
             }
         });
     }
@@ -903,7 +941,7 @@ fn weight_grad_images<const M: usize, const A: usize>(
 mod tests {
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
-    use super::super::{geometry, reference, winograd_channels, OutputGrad};
+    use super::super::{geometry, reference, OutputGrad};
     use super::*;
     use crate::{gradcheck, Tensor};
 
@@ -950,56 +988,11 @@ mod tests {
         check_one_dimensional::<4, 6>();
     }
 
-    /// Both layouts (tiles or channels as the lanes) of both tile sizes.
-    const LAYOUTS: [ConvPath; 4] = [
-        ConvPath::Winograd(Tile::F2),
-        ConvPath::Winograd(Tile::F4),
-        ConvPath::WinogradChannels(Tile::F2),
-        ConvPath::WinogradChannels(Tile::F4),
-    ];
-
-    fn tile_of(layout: ConvPath) -> Tile {
-        match layout {
-            ConvPath::Winograd(tile) | ConvPath::WinogradChannels(tile) => tile,
-            ConvPath::Auto | ConvPath::Gemm => unreachable!("not a Winograd layout"),
-        }
-    }
-
-    /// The Winograd forward of the whole batch as one task, in `layout`.
-    fn forward(
-        g: &Geometry,
-        layout: ConvPath,
-        x: &[f32],
-        w: &[f32],
-        b: Option<&[f32]>,
-    ) -> Vec<f32> {
+    /// The Winograd forward of the whole batch as one task.
+    fn forward(g: &Geometry, tile: Tile, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
         let mut y = vec![0.0; g.n * g.out_image()];
-        match layout {
-            ConvPath::Winograd(tile) => Filters::new(g, tile, w).forward_images(g, x, b, &mut y),
-            ConvPath::WinogradChannels(tile) => {
-                winograd_channels::Filters::new(g, tile, w).forward_images(g, x, b, &mut y)
-            }
-            ConvPath::Auto | ConvPath::Gemm => unreachable!("not a Winograd layout"),
-        }
+        Filters::new(g, tile, w).forward_images(g, x, bias, &mut y);
         y
-    }
-
-    /// The Winograd backward in `layout`.
-    fn backward_in(
-        layout: ConvPath,
-        g: &Geometry,
-        x: &[f32],
-        w: &[f32],
-        dy: OutputGrad,
-        needs: Needs,
-    ) -> Grads {
-        match layout {
-            ConvPath::Winograd(tile) => backward(g, tile, x, w, dy, needs),
-            ConvPath::WinogradChannels(tile) => {
-                winograd_channels::backward(g, tile, x, w, dy, needs)
-            }
-            ConvPath::Auto | ConvPath::Gemm => unreachable!("not a Winograd layout"),
-        }
     }
 
     /// The largest error of `got` over the largest magnitude of `want`.
@@ -1047,8 +1040,7 @@ mod tests {
     /// [`reference`] for both tile sizes; prints the measured errors (`--nocapture`).
     #[test]
     fn forward_and_gradients_match_the_reference() {
-        for layout in LAYOUTS {
-            let tile = tile_of(layout);
+        for tile in [Tile::F2, Tile::F4] {
             let (mut worst, mut gemm_worst) = ([0.0f32; 4], [0.0f32; 4]);
             for (seed, &(xs, cout)) in SHAPES.iter().enumerate() {
                 let ws = [cout, xs[1], 3, 3];
@@ -1059,11 +1051,11 @@ mod tests {
                     rand(&[cout], seed + 2),
                 );
                 let g = geometry(&xs, &ws, Some(&[cout]), 1, 1);
-                let y = forward(&g, layout, &x.to_vec(), &w.to_vec(), Some(&b.to_vec()));
+                let y = forward(&g, tile, &x.to_vec(), &w.to_vec(), Some(&b.to_vec()));
                 let dy = rand(&[xs[0], cout, xs[2], xs[3]], seed + 3).to_vec();
-                let (dx, dw, db) = backward_in(
-                    layout,
+                let (dx, dw, db) = backward(
                     &g,
+                    tile,
                     &x.to_vec(),
                     &w.to_vec(),
                     OutputGrad::Dense(&dy),
@@ -1112,13 +1104,13 @@ mod tests {
                 {
                     assert!(
                         e <= bound(tile),
-                        "{layout:?} {xs:?} → {cout}: {name} off by {e:e}"
+                        "{tile:?} {xs:?} → {cout}: {name} off by {e:e}"
                     );
                     *worst = worst.max(e);
                 }
             }
             println!(
-                "{layout:?}: largest relative errors y {:.1e}, dx {:.1e}, dw {:.1e}, db {:.1e} \
+                "{tile:?}: largest relative errors y {:.1e}, dx {:.1e}, dw {:.1e}, db {:.1e} \
                  (GEMM path: y {:.1e}, dx {:.1e}, dw {:.1e})",
                 worst[0], worst[1], worst[2], worst[3], gemm_worst[0], gemm_worst[1], gemm_worst[2]
             );
