@@ -244,8 +244,8 @@ impl Geometry {
 /// GEMM's packed panels share.
 const BLOCK_BYTES: usize = 1 << 20;
 
-/// Fewest tiles per block: below this the 16 GEMMs re-pack their `U[ξ,ν]` (`Cout × Cin`) for too
-/// few columns.
+/// Fewest tiles per block: below this the α² GEMMs re-pack their `U[ξ,ν]ᵀ` (`Cin × Cout`) for
+/// too few rows.
 const MIN_BLOCK_TILES: usize = 64;
 
 /// Channels per chunk of the transforms' vector loops (one AVX-512 register of f32).
@@ -342,15 +342,10 @@ pub(super) struct Filters {
 
 impl Filters {
     pub fn new(g: &Geometry, tile: Tile, w: &[f32]) -> Filters {
-        let (plan, u, alpha) = match tile {
-            Tile::F2 => (Plan::new::<2, 4>(g), transform_filter::<2, 4>(g, w), 4),
-            Tile::F4 => (Plan::new::<4, 6>(g), transform_filter::<4, 6>(g, w), 6),
+        let (plan, u_t) = match tile {
+            Tile::F2 => (Plan::new::<2, 4>(g), transform_filter::<2, 4>(g, w)),
+            Tile::F4 => (Plan::new::<4, 6>(g), transform_filter::<4, 6>(g, w)),
         };
-        let filters = g.cout * g.cin;
-        let mut u_t = vec![0.0; alpha * alpha * filters];
-        for (u_k, u_t_k) in u.chunks_exact(filters).zip(u_t.chunks_exact_mut(filters)) {
-            crate::vector::transpose(u_k, g.cout, g.cin, u_t_k);
-        }
         Filters { tile, plan, u_t }
     }
 
@@ -543,12 +538,14 @@ fn lincomb<const I: usize, const N: usize>(coef: &[f32], x: &[[f32; N]; I]) -> [
     acc
 }
 
-/// `U[ξ,ν][co][ci] = (G g Gᵀ)[ξ,ν]` for every filter `g = w[co][ci]`: `[α²][cout][cin]`.
+/// `U[ξ,ν][co][ci] = (G g Gᵀ)[ξ,ν]` for every filter `g = w[co][ci]`, stored transposed for
+/// the forward's GEMMs: `[α²][cin][cout]`.
 fn transform_filter<const M: usize, const A: usize>(g: &Geometry, w: &[f32]) -> Vec<f32> {
     let gm = matrices::<M>().g;
     let filters = g.cout * g.cin;
     let mut u = vec![0.0; A * A * filters];
     for (f, taps) in w.chunks_exact(9).enumerate() {
+        let (co, ci) = (f / g.cin, f % g.cin);
         // t = G g (α×3), then U = t Gᵀ.
         let t: [[f64; 3]; A] = std::array::from_fn(|xi| {
             std::array::from_fn(|j| {
@@ -560,14 +557,15 @@ fn transform_filter<const M: usize, const A: usize>(g: &Geometry, w: &[f32]) -> 
         for (xi, t) in t.iter().enumerate() {
             for nu in 0..A {
                 let v: f64 = (0..3).map(|j| t[j] * gm[nu * 3 + j]).sum();
-                u[(xi * A + nu) * filters + f] = v as f32;
+                u[(xi * A + nu) * filters + ci * g.cout + co] = v as f32;
             }
         }
     }
     u
 }
 
-/// The adjoint of [`transform_filter`]: `dW[co][ci] = Gᵀ dU[·,·][co][ci] G`, `[cout][cin][3][3]`.
+/// The adjoint of [`transform_filter`]: `dW[co][ci] = Gᵀ dU[·,·][co][ci] G`, `[cout][cin][3][3]`,
+/// from `dU` as the weight-gradient GEMMs leave it, `[α²][cout][cin]`.
 fn filter_grad<const M: usize, const A: usize>(g: &Geometry, du: &[f32]) -> Vec<f32> {
     let gm = matrices::<M>().g;
     let filters = g.cout * g.cin;
@@ -637,6 +635,33 @@ impl Span {
         (self.oy1 - self.oy0) * g.wo
     }
 
+    /// `X`: the block's input rows (of the task's images `x_t`), pixel-major.
+    fn input_to_pixels(&self, g: &Geometry, block: &Block, x_t: &[f32], xp: &mut [f32]) {
+        let (plane, rows) = (g.h * g.w, self.iy0 * g.w..self.iy1 * g.w);
+        to_pixels(x_t, g.in_image(), plane, g.cin, block, rows, xp);
+    }
+
+    /// The block's rows of the output gradient (of the task's images `dy_t`), pixel-major.
+    fn grad_to_pixels(&self, g: &Geometry, block: &Block, dy_t: &[f32], dyp: &mut [f32]) {
+        let (plane, rows) = (g.ho * g.wo, self.oy0 * g.wo..self.oy1 * g.wo);
+        to_pixels(dy_t, g.out_image(), plane, g.cout, block, rows, dyp);
+    }
+
+    /// The block's buffers in a thread's `scratch`: `X`, `V`, `M` (or `dM`), `Y` (or the
+    /// pixel-major `dY`), and the rest (one tile's intermediate rows).
+    fn buffers<'s, const A: usize>(
+        &self,
+        g: &Geometry,
+        block: &Block,
+        scratch: &'s mut [f32],
+    ) -> [&'s mut [f32]; 5] {
+        let (xp, rest) = scratch.split_at_mut(block.images * self.in_pixels(g) * g.cin);
+        let (v, rest) = rest.split_at_mut(A * A * self.tiles * g.cin);
+        let (m, rest) = rest.split_at_mut(A * A * self.tiles * g.cout);
+        let (yp, stage) = rest.split_at_mut(block.images * self.out_pixels(g) * g.cout);
+        [xp, v, m, yp, stage]
+    }
+
     /// Scratch for the largest block of `plan`: `X`, `V`, `M`, `Y` and one tile's
     /// intermediate rows and a run of zeros.
     fn scratch_len<const A: usize>(g: &Geometry, plan: &Plan) -> usize {
@@ -665,21 +690,9 @@ fn convolve_images<const M: usize, const A: usize>(
         let span = Span::of::<M>(g, plan, &block);
         let tiles = span.tiles;
         with_scratch(Span::scratch_len::<A>(g, plan), |scratch| {
-            let (xp, rest) = scratch.split_at_mut(block.images * span.in_pixels(g) * cin);
-            let (v, rest) = rest.split_at_mut(A * A * tiles * cin);
-            let (m, rest) = rest.split_at_mut(A * A * tiles * cout);
-            let (yp, stage) = rest.split_at_mut(block.images * span.out_pixels(g) * cout);
-            let (iys, w) = (span.iy0..span.iy1, g.w);
-            to_pixels(
-                x_t,
-                g.in_image(),
-                g.h * w,
-                cin,
-                &block,
-                iys.start * w..iys.end * w,
-                xp,
-            );
-            transform_input::<M, A>(g, &span, cin, xp, v, stage);
+            let [xp, v, m, yp, stage] = span.buffers::<A>(g, &block, scratch);
+            span.input_to_pixels(g, &block, x_t, xp);
+            transform_input::<M, A>(g, &span, xp, v, stage);
             for ((v_k, u_k), m_k) in v
                 .chunks_exact(tiles * cin)
                 .zip(u_t.chunks_exact(cin * cout))
@@ -748,13 +761,12 @@ fn pixels_of<'a, const A: usize>(
 fn transform_input<const M: usize, const A: usize>(
     g: &Geometry,
     span: &Span,
-    c: usize,
     xp: &[f32],
     v: &mut [f32],
     stage: &mut [f32],
 ) {
     let bt = matrices::<M>().bt;
-    let (tiles, height) = (span.tiles, span.iy1 - span.iy0);
+    let (tiles, height, c) = (span.tiles, span.iy1 - span.iy0, g.cin);
     let (stage, zeros) = stage[..(A + 1) * A * c].split_at_mut(A * A * c);
     let zeros = &mut zeros[..c];
     zeros.fill(0.0);
@@ -822,30 +834,18 @@ fn transform_output<const M: usize, const A: usize>(
     }
 }
 
-/// `dM_t = A dY_t Aᵀ` for every tile `t` of the block (zero where a tile overhangs the image),
-/// from the block's output gradient `dy_t` (channel planes), made pixel-major in `dyp`.
+/// `dM_t = A dY_t Aᵀ` for every tile `t` of the block, from its pixel-major output gradient
+/// `dyp` (the rows `span.oy0..oy1` of each image; zero where a tile overhangs the image).
 fn transform_grad<const M: usize, const A: usize>(
     g: &Geometry,
     span: &Span,
-    block: &Block,
-    dy_t: &[f32],
-    dyp: &mut [f32],
+    dyp: &[f32],
     dm: &mut [f32],
     stage: &mut [f32],
 ) {
     let a_mat = matrices::<M>().a;
     let (tiles, c, wo) = (span.tiles, g.cout, g.wo);
     let height = span.oy1 - span.oy0;
-    let plane = g.ho * wo;
-    to_pixels(
-        dy_t,
-        g.out_image(),
-        plane,
-        c,
-        block,
-        span.oy0 * wo..span.oy1 * wo,
-        dyp,
-    );
     let (stage, zeros) = stage[..(A + 1) * A * c].split_at_mut(A * A * c);
     let zeros = &mut zeros[..c];
     zeros.fill(0.0);
@@ -908,22 +908,11 @@ fn weight_grad_images<const M: usize, const A: usize>(
         let span = Span::of::<M>(g, plan, &block);
         let tiles = span.tiles;
         with_scratch(Span::scratch_len::<A>(g, plan), |scratch| {
-            let (xp, rest) = scratch.split_at_mut(block.images * span.in_pixels(g) * cin);
-            let (v, rest) = rest.split_at_mut(A * A * tiles * cin);
-            let (dm, rest) = rest.split_at_mut(A * A * tiles * cout);
-            let (dyp, stage) = rest.split_at_mut(block.images * span.out_pixels(g) * cout);
-            let (iys, w) = (span.iy0..span.iy1, g.w);
-            to_pixels(
-                x_t,
-                g.in_image(),
-                g.h * w,
-                cin,
-                &block,
-                iys.start * w..iys.end * w,
-                xp,
-            );
-            transform_input::<M, A>(g, &span, cin, xp, v, stage);
-            transform_grad::<M, A>(g, &span, &block, dy_t, dyp, dm, stage);
+            let [xp, v, dm, dyp, stage] = span.buffers::<A>(g, &block, scratch);
+            span.input_to_pixels(g, &block, x_t, xp);
+            transform_input::<M, A>(g, &span, xp, v, stage);
+            span.grad_to_pixels(g, &block, dy_t, dyp);
+            transform_grad::<M, A>(g, &span, dyp, dm, stage);
             for ((dm_k, v_k), du_k) in dm
                 .chunks_exact(tiles * cout)
                 .zip(v.chunks_exact(tiles * cin))
