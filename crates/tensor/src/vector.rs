@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn strided_transpose_leaves_the_gaps_alone() {
-        // A 20 × 33 window of a 25-wide source into a 40-wide destination.
+        // A 33 × 20 window of a 25-wide source, into rows 40 wide (20 of them).
         let (rows, cols, ss, ds) = (33, 20, 25, 40);
         let src: Vec<f32> = (0..rows * ss).map(|i| i as f32).collect();
         let mut dst = vec![-1.0; cols * ds];
