@@ -675,6 +675,26 @@ impl Span {
     }
 }
 
+/// Runs `f` on every block of one task's images `x_t`, with the block's input transform `V`
+/// done (the input made pixel-major, then `Bᵀ d B`) and its other buffers — `M` (or `dM`), `Y`
+/// (or the pixel-major `dY`) and the transforms' stage — in the thread's scratch.
+fn with_input_transformed<const M: usize, const A: usize>(
+    g: &Geometry,
+    plan: &Plan,
+    x_t: &[f32],
+    mut f: impl FnMut(&Block, &Span, &[f32], [&mut [f32]; 3]),
+) {
+    for block in plan.blocks(x_t.len() / g.in_image()) {
+        let span = Span::of::<M>(g, plan, &block);
+        with_scratch(Span::scratch_len::<A>(g, plan), |scratch| {
+            let [xp, v, m, yp, stage] = span.buffers::<A>(g, &block, scratch);
+            span.input_to_pixels(g, &block, x_t, xp);
+            transform_input::<M, A>(g, &span, xp, v, stage);
+            f(&block, &span, v, [m, yp, stage]);
+        });
+    }
+}
+
 /// The forward of one task's images, block by block: pixel-major input, input transform, α²
 /// GEMMs, output transform, channel planes again.
 fn convolve_images<const M: usize, const A: usize>(
@@ -686,25 +706,19 @@ fn convolve_images<const M: usize, const A: usize>(
     y_t: &mut [f32],
 ) {
     let (cin, cout) = (g.cin, g.cout);
-    for block in plan.blocks(x_t.len() / g.in_image()) {
-        let span = Span::of::<M>(g, plan, &block);
+    with_input_transformed::<M, A>(g, plan, x_t, |block, span, v, [m, yp, stage]| {
         let tiles = span.tiles;
-        with_scratch(Span::scratch_len::<A>(g, plan), |scratch| {
-            let [xp, v, m, yp, stage] = span.buffers::<A>(g, &block, scratch);
-            span.input_to_pixels(g, &block, x_t, xp);
-            transform_input::<M, A>(g, &span, xp, v, stage);
-            for ((v_k, u_k), m_k) in v
-                .chunks_exact(tiles * cin)
-                .zip(u_t.chunks_exact(cin * cout))
-                .zip(m.chunks_exact_mut(tiles * cout))
-            {
-                let (v_k, u_k) = (MatRef::new(v_k, tiles, cin), MatRef::new(u_k, cin, cout));
-                gemm(1.0, v_k, u_k, 0.0, MatMut::new(m_k, tiles, cout));
-            }
-            transform_output::<M, A>(g, &span, m, bias, yp, stage);
-            from_pixels(g, &span, &block, yp, y_t);
-        });
-    }
+        for ((v_k, u_k), m_k) in v
+            .chunks_exact(tiles * cin)
+            .zip(u_t.chunks_exact(cin * cout))
+            .zip(m.chunks_exact_mut(tiles * cout))
+        {
+            let (v_k, u_k) = (MatRef::new(v_k, tiles, cin), MatRef::new(u_k, cin, cout));
+            gemm(1.0, v_k, u_k, 0.0, MatMut::new(m_k, tiles, cout));
+        }
+        transform_output::<M, A>(g, span, m, bias, yp, stage);
+        from_pixels(g, span, block, yp, y_t);
+    });
 }
 
 /// The pixels `pixels` (of each channel plane, `plane` long) of the block's images, which lie
@@ -904,26 +918,20 @@ fn weight_grad_images<const M: usize, const A: usize>(
     du: &mut [f32],
 ) {
     let (cin, cout) = (g.cin, g.cout);
-    for block in plan.blocks(x_t.len() / g.in_image()) {
-        let span = Span::of::<M>(g, plan, &block);
+    with_input_transformed::<M, A>(g, plan, x_t, |block, span, v, [dm, dyp, stage]| {
         let tiles = span.tiles;
-        with_scratch(Span::scratch_len::<A>(g, plan), |scratch| {
-            let [xp, v, dm, dyp, stage] = span.buffers::<A>(g, &block, scratch);
-            span.input_to_pixels(g, &block, x_t, xp);
-            transform_input::<M, A>(g, &span, xp, v, stage);
-            span.grad_to_pixels(g, &block, dy_t, dyp);
-            transform_grad::<M, A>(g, &span, dyp, dm, stage);
-            for ((dm_k, v_k), du_k) in dm
-                .chunks_exact(tiles * cout)
-                .zip(v.chunks_exact(tiles * cin))
-                .zip(du.chunks_exact_mut(cout * cin))
-            {
-                let dm_t = MatRef::new(dm_k, tiles, cout).t();
-                let v_k = MatRef::new(v_k, tiles, cin);
-                gemm(1.0, dm_t, v_k, 1.0, MatMut::new(du_k, cout, cin));
-            }
-        });
-    }
+        span.grad_to_pixels(g, block, dy_t, dyp);
+        transform_grad::<M, A>(g, span, dyp, dm, stage);
+        for ((dm_k, v_k), du_k) in dm
+            .chunks_exact(tiles * cout)
+            .zip(v.chunks_exact(tiles * cin))
+            .zip(du.chunks_exact_mut(cout * cin))
+        {
+            let dm_t = MatRef::new(dm_k, tiles, cout).t();
+            let v_k = MatRef::new(v_k, tiles, cin);
+            gemm(1.0, dm_t, v_k, 1.0, MatMut::new(du_k, cout, cin));
+        }
+    });
 }
 
 #[cfg(test)]
