@@ -2,6 +2,8 @@
 //! how the batch is grouped or cut into bands to stay in L2, the zero-padded plane the kernels
 //! read, and the adjoint convolution that computes the input gradient.
 
+use rayon::prelude::*;
+
 /// Sizes of one 2-D convolution: input `[n, cin, h, w]`, weight `[cout, cin, kh, kw]`,
 /// output `[n, cout, ho, wo]`.
 #[derive(Clone, Copy, Debug)]
@@ -142,13 +144,15 @@ impl Geometry {
 pub(crate) fn adjoint_weight(g: &Geometry, w: &[f32]) -> Vec<f32> {
     let kk = g.kh * g.kw;
     let mut wt = vec![0.0; w.len()];
-    for (co, w_co) in w.chunks_exact(g.cin * kk).enumerate() {
-        for (ci, taps) in w_co.chunks_exact(kk).enumerate() {
-            let dst = &mut wt[(ci * g.cout + co) * kk..][..kk];
-            for (d, &v) in dst.iter_mut().zip(taps.iter().rev()) {
-                *d = v;
+    wt.par_chunks_mut(g.cout * kk)
+        .enumerate()
+        .for_each(|(ci, wt_ci)| {
+            for (co, dst) in wt_ci.chunks_exact_mut(kk).enumerate() {
+                let taps = &w[(co * g.cin + ci) * kk..][..kk];
+                for (d, &v) in dst.iter_mut().zip(taps.iter().rev()) {
+                    *d = v;
+                }
             }
-        }
-    }
+        });
     wt
 }
