@@ -21,6 +21,10 @@
 //! runs of 16, 8 or 4 in the source, so the micro-kernel loads them in place. Its transpose is
 //! packed by 16 × 16 transposes of its rows.
 //!
+//! A `B` that many products share (a Winograd layer's transformed filters, multiplied once per
+//! block of tiles) is packed once, whole, by [`pack_all`] ([`Rhs::Packed`]), and its strips are
+//! read where they lie.
+//!
 //! (A general implicit-im2col packer for any image width was tried first: with 14-pixel rows
 //! cut into 16-wide strips the per-run bookkeeping cost more than the column buffer it saved.
 //! Widths that fill whole strips need no bookkeeping; other widths still take im2col.)
@@ -108,6 +112,8 @@ pub(crate) enum Rhs<'a> {
     /// The transpose of a gathered matrix (its rows are `B`'s columns), packed block by block
     /// with 16 × 16 transposes.
     GatheredT(Gathered<'a>),
+    /// Packed beforehand by [`pack_all`] (`k × n`): its strips are read in place.
+    Packed { data: &'a [f32], k: usize, n: usize },
 }
 
 impl Rhs<'_> {
@@ -116,6 +122,7 @@ impl Rhs<'_> {
             Rhs::Dense(b) => b.cols,
             Rhs::Gathered(g) => g.cols(),
             Rhs::GatheredT(g) => g.rows(),
+            Rhs::Packed { n, .. } => *n,
         }
     }
 
@@ -124,10 +131,40 @@ impl Rhs<'_> {
     fn pack(&self, j0: usize, nc: usize, k0: usize, kc: usize, out: &mut [f32]) {
         match *self {
             Rhs::Dense(b) => pack_strips::<NR>(b.t(), j0, nc, k0, kc, out),
-            Rhs::Gathered(_) => {}
+            Rhs::Gathered(_) | Rhs::Packed { .. } => {}
             Rhs::GatheredT(g) => pack_gathered_t(g, j0, nc, k0, kc, out),
         }
     }
+}
+
+/// Where [`pack_all`] puts the block of columns `j0..j0 + nc` × steps `k0..`: the column
+/// blocks in order (each `k` steps of its strips, all but the last `NC` wide), the steps
+/// inside one in blocks of [`KC`], as [`gemm_blocked`] visits them.
+fn packed_offset(k: usize, j0: usize, nc: usize, k0: usize) -> usize {
+    j0 * k + k0 * nc.div_ceil(NR) * NR
+}
+
+/// `B` (`k × n`) packed whole into the strips [`gemm_blocked`] reads, block by block in the
+/// order it visits them: what it would pack on every call, done once for a `B` that many
+/// products share ([`Rhs::Packed`]).
+pub(crate) fn pack_all(b: MatRef) -> Vec<f32> {
+    let (k, n) = (b.rows, b.cols);
+    let mut out = vec![0.0; n.div_ceil(NR) * NR * k];
+    for j0 in (0..n).step_by(NC) {
+        let nc = NC.min(n - j0);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            pack_strips::<NR>(
+                b.t(),
+                j0,
+                nc,
+                k0,
+                kc,
+                &mut out[packed_offset(k, j0, nc, k0)..],
+            );
+        }
+    }
+    out
 }
 
 /// [`pack_strips`] for the transpose of a gathered matrix `g`: lanes are rows `l0..l0 + lanes`
@@ -206,7 +243,13 @@ pub(crate) unsafe fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: O
             for k0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - k0);
                 let beta = if k0 == 0 { beta } else { 1.0 };
-                b.pack(j0, nc, k0, kc, b_buf);
+                let b_block: &[f32] = match b {
+                    Rhs::Packed { data, k, .. } => &data[packed_offset(k, j0, nc, k0)..],
+                    _ => {
+                        b.pack(j0, nc, k0, kc, b_buf);
+                        b_buf
+                    }
+                };
                 for i0 in (0..m).step_by(MC) {
                     let mc = MC.min(m - i0);
                     pack_strips::<MR>(a, i0, mc, k0, kc, a_buf);
@@ -241,7 +284,7 @@ pub(crate) unsafe fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: O
                                 },
                                 // SAFETY: the tile lies inside C, which is ours for the call.
                                 _ => unsafe {
-                                    kernel::tile(kc, a_strip, &b_buf[jr * kc..][..kc * NR], &tile)
+                                    kernel::tile(kc, a_strip, &b_block[jr * kc..][..kc * NR], &tile)
                                 },
                             }
                         }

@@ -5,9 +5,10 @@
 //! block can be written straight into a larger tensor (e.g. one image's slice of an NCHW batch).
 //!
 //! Entry points: [`gemm`] (split over the threads when large) and [`gemm_serial`] (never split)
-//! for dense operands; inside the crate, `gemm_gathered` and `gemm_gathered_t` multiply by a
+//! for dense operands, [`gemm_packed`] for a `B` packed once ([`PackedRhs`]) and shared by many
+//! products; inside the crate, `gemm_gathered` and `gemm_gathered_t` multiply by a
 //! matrix read in place from a zero-padded image (a convolution's columns, never written out)
-//! or by its transpose. All four check their operands and share one blocked kernel.
+//! or by its transpose. All check their operands and share one blocked kernel.
 //!
 //! Backends: the crate's own blocked GEMM (`blocked.rs`: the loops and the packing;
 //! `kernel.rs`: a 16 × 16 AVX-512 micro-kernel chosen at run time, a portable one elsewhere)
@@ -461,6 +462,60 @@ pub fn gemm_serial(alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut) {
     unsafe { gemm_unchecked(alpha, a, b, beta, c.out_block()) }
 }
 
+/// A right-hand side `B` (`k × n`) prepared once for many products by the same `B`
+/// ([`gemm_packed`]): the built-in GEMM packs it whole into the strips its micro-kernel reads,
+/// which every product then reads in place instead of packing `B` again (OpenBLAS keeps a
+/// dense copy).
+pub struct PackedRhs {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedRhs {
+    /// `b` packed (or copied) once.
+    pub fn new(b: MatRef) -> PackedRhs {
+        b.check("B");
+        #[cfg(not(feature = "openblas"))]
+        let data = blocked::pack_all(b);
+        #[cfg(feature = "openblas")]
+        let data = (0..b.rows)
+            .flat_map(|i| (0..b.cols).map(move |j| b.data[i * b.row_stride + j * b.col_stride]))
+            .collect();
+        PackedRhs {
+            k: b.rows,
+            n: b.cols,
+            data,
+        }
+    }
+}
+
+/// `C ← α·A·B + β·C` with `B` packed beforehand, on the calling thread (the products that share
+/// a `B` are many small ones, each already one task of a parallel loop).
+///
+/// Panics (naming the operand) if the shapes disagree or a view overruns its buffer.
+pub fn gemm_packed(alpha: f32, a: MatRef, b: &PackedRhs, beta: f32, mut c: MatMut) {
+    check_product(&a, (b.k, b.n), &c);
+    let c = c.out_block();
+    #[cfg(not(feature = "openblas"))]
+    let rhs = blocked::Rhs::Packed {
+        data: &b.data,
+        k: b.k,
+        n: b.n,
+    };
+    // SAFETY: `c` lies inside the buffer `c` borrowed mutably and `A` inside its own (checked
+    // above); `B` was packed whole from a checked `k × n` view.
+    #[cfg(not(feature = "openblas"))]
+    unsafe {
+        blocked::gemm_blocked(alpha, a, rhs, beta, c)
+    };
+    // SAFETY: as above; the dense copy is `k × n`.
+    #[cfg(feature = "openblas")]
+    unsafe {
+        gemm_unchecked(alpha, a, MatRef::new(&b.data, b.k, b.n), beta, c)
+    };
+}
+
 fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut) {
     check_product(a, (b.rows, b.cols), c);
     b.check("B");
@@ -722,6 +777,36 @@ mod tests {
             gemm_gathered_t(1.0, at, g, 1.0, MatMut::new(&mut c, m, k));
             let want: Vec<f32> = want.iter().map(|v| v + 1.0).collect();
             assert_close(&c, &want, n);
+        }
+    }
+
+    /// A `B` packed once gives the product of its view, strided or transposed, against
+    /// several `A`s and with β ≠ 0, across the packing blocks (`k` past KC = 256, `n` past
+    /// NC = 512, edges that are not whole strips).
+    #[test]
+    fn packed_rhs_matches_its_view() {
+        for &(m, k, n) in &[(17, 300, 33), (40, 513, 530), (16, 16, 16), (3, 1, 1)] {
+            let b = pseudo_random(2 * k * n, 12);
+            // Every other row of a wider matrix, and the transpose of a dense one.
+            let strided = MatRef {
+                data: &b,
+                rows: k,
+                cols: n,
+                row_stride: 2 * n,
+                col_stride: 1,
+            };
+            let transposed = MatRef::new(&b[..k * n], n, k).t();
+            for b_view in [strided, transposed] {
+                let packed = PackedRhs::new(b_view);
+                for seed in [13, 14] {
+                    let a = pseudo_random(m * k, seed);
+                    let a = MatRef::new(&a, m, k);
+                    let want: Vec<f32> = naive(a, b_view).iter().map(|v| v + 0.5).collect();
+                    let mut c = vec![1.0; m * n];
+                    gemm_packed(1.0, a, &packed, 0.5, MatMut::new(&mut c, m, n));
+                    assert_close(&c, &want, k);
+                }
+            }
         }
     }
 

@@ -151,7 +151,7 @@ use super::geometry::{adjoint_weight, Geometry};
 use super::{over_image_tasks, with_scratch, Grads, Needs, OutputGrad, Task};
 use rayon::prelude::*;
 
-use crate::gemm::{gemm, MatMut, MatRef};
+use crate::gemm::{gemm, gemm_packed, MatMut, MatRef, PackedRhs};
 use crate::vector::transpose_strided;
 
 /// A Winograd tile size `F(m×m, 3×3)`: `m×m` outputs from `(m+2)×(m+2)` inputs.
@@ -338,21 +338,26 @@ fn matrices<const M: usize>() -> &'static Matrices {
     }
 }
 
-/// A convolution's transformed filters, each position's `U[ξ,ν]` transposed (`[Cin][α²][Cout]`),
-/// and its plan: what every task of the forward shares.
+/// A convolution's transformed filters, each position's `U[ξ,ν]ᵀ` (`Cin × Cout`) packed once
+/// for the α² GEMMs of every block ([`PackedRhs`]), and its plan: what every task of the
+/// forward shares.
 pub(super) struct Filters {
     tile: Tile,
     plan: Plan,
-    u_t: Vec<f32>,
+    positions: Vec<PackedRhs>,
 }
 
 impl Filters {
     pub fn new(g: &Geometry, tile: Tile, w: &[f32]) -> Filters {
-        let (plan, u_t) = match tile {
-            Tile::F2 => (Plan::new::<2, 4>(g), transform_filter::<2, 4>(g, w)),
-            Tile::F4 => (Plan::new::<4, 6>(g), transform_filter::<4, 6>(g, w)),
+        let (plan, positions) = match tile {
+            Tile::F2 => (Plan::new::<2, 4>(g), packed_filters::<2, 4>(g, w)),
+            Tile::F4 => (Plan::new::<4, 6>(g), packed_filters::<4, 6>(g, w)),
         };
-        Filters { tile, plan, u_t }
+        Filters {
+            tile,
+            plan,
+            positions,
+        }
     }
 
     /// Images per task.
@@ -363,8 +368,8 @@ impl Filters {
     /// The forward of one task's images `x_t` into `y_t` (both channel planes, as everywhere).
     pub fn forward_images(&self, g: &Geometry, x_t: &[f32], bias: Option<&[f32]>, y_t: &mut [f32]) {
         match self.tile {
-            Tile::F2 => convolve_images::<2, 4>(g, &self.plan, x_t, &self.u_t, bias, y_t),
-            Tile::F4 => convolve_images::<4, 6>(g, &self.plan, x_t, &self.u_t, bias, y_t),
+            Tile::F2 => convolve_images::<2, 4>(g, &self.plan, x_t, &self.positions, bias, y_t),
+            Tile::F4 => convolve_images::<4, 6>(g, &self.plan, x_t, &self.positions, bias, y_t),
         }
     }
 }
@@ -548,8 +553,7 @@ fn lincomb<const I: usize, const N: usize>(coef: &[f32], x: &[[f32; N]; I]) -> [
 
 /// `U[ξ,ν][co][ci] = (G g Gᵀ)[ξ,ν]` for every filter `g = w[co][ci]`, stored transposed for
 /// the forward's GEMMs and grouped by input channel: `[cin][α²][cout]` (one input channel's
-/// filters per rayon task), so position `ξ,ν`'s `Cin × Cout` matrix has rows `α²·Cout` apart
-/// ([`position_filters`]).
+/// filters per rayon task).
 fn transform_filter<const M: usize, const A: usize>(g: &Geometry, w: &[f32]) -> Vec<f32> {
     let gm = matrices::<M>().g;
     let (cin, cout) = (g.cin, g.cout);
@@ -578,16 +582,22 @@ fn transform_filter<const M: usize, const A: usize>(g: &Geometry, w: &[f32]) -> 
     u
 }
 
-/// Position `k = ξ·α + ν`'s transformed filters `U[ξ,ν]ᵀ` (`Cin × Cout`) in the
-/// [`transform_filter`] layout.
-fn position_filters<'u, const A: usize>(g: &Geometry, u_t: &'u [f32], k: usize) -> MatRef<'u> {
-    MatRef {
-        data: &u_t[k * g.cout..],
-        rows: g.cin,
-        cols: g.cout,
-        row_stride: A * A * g.cout,
-        col_stride: 1,
-    }
+/// The transformed filters of every position `k = ξ·α + ν`, `U[ξ,ν]ᵀ` (`Cin × Cout`, rows
+/// `α²·Cout` apart in the [`transform_filter`] layout), each packed for the GEMMs.
+fn packed_filters<const M: usize, const A: usize>(g: &Geometry, w: &[f32]) -> Vec<PackedRhs> {
+    let u_t = transform_filter::<M, A>(g, w);
+    (0..A * A)
+        .into_par_iter()
+        .map(|k| {
+            PackedRhs::new(MatRef {
+                data: &u_t[k * g.cout..],
+                rows: g.cin,
+                cols: g.cout,
+                row_stride: A * A * g.cout,
+                col_stride: 1,
+            })
+        })
+        .collect()
 }
 
 /// The adjoint of [`transform_filter`]: `dW[co][ci] = Gᵀ dU[·,·][co][ci] G`, `[cout][cin][3][3]`,
@@ -732,23 +742,20 @@ fn convolve_images<const M: usize, const A: usize>(
     g: &Geometry,
     plan: &Plan,
     x_t: &[f32],
-    u_t: &[f32],
+    positions: &[PackedRhs],
     bias: Option<&[f32]>,
     y_t: &mut [f32],
 ) {
     let (cin, cout) = (g.cin, g.cout);
     with_input_transformed::<M, A>(g, plan, x_t, |block, span, v, [m, yp, stage]| {
         let tiles = span.tiles;
-        for (k, (v_k, m_k)) in v
+        for ((v_k, m_k), u_k) in v
             .chunks_exact(tiles * cin)
             .zip(m.chunks_exact_mut(tiles * cout))
-            .enumerate()
+            .zip(positions)
         {
-            let (v_k, u_k) = (
-                MatRef::new(v_k, tiles, cin),
-                position_filters::<A>(g, u_t, k),
-            );
-            gemm(1.0, v_k, u_k, 0.0, MatMut::new(m_k, tiles, cout));
+            let v_k = MatRef::new(v_k, tiles, cin);
+            gemm_packed(1.0, v_k, u_k, 0.0, MatMut::new(m_k, tiles, cout));
         }
         transform_output::<M, A>(g, span, m, bias, yp, stage);
         from_pixels(g, span, block, yp, y_t);
