@@ -65,6 +65,12 @@ impl BatchNorm2d {
         self.with_stats(|stats| x.batch_norm2d_relu(&self.weight, &self.bias, stats))
     }
 
+    /// `relu(self(x) + residual)` as one op ([`Tensor::batch_norm2d_add_relu`]): the end of
+    /// a residual block.
+    pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Tensor {
+        self.with_stats(|stats| x.batch_norm2d_add_relu(residual, &self.weight, &self.bias, stats))
+    }
+
     /// The statistics for one batch (counted when training), applied to `x` by `apply`.
     fn with_stats(&self, apply: impl FnOnce(BatchNormStats) -> Tensor) -> Tensor {
         let across = self.across.borrow();

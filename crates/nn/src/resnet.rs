@@ -17,9 +17,11 @@
 //! Initialisation follows torchvision: convolutions Kaiming-normal (fan-out, ReLU gain),
 //! BatchNorm γ = 1, β = 0.
 //!
-//! Each `BatchNorm, ReLU` pair runs as one fused op ([`BatchNorm2d::forward_relu`]), which
-//! does not keep the map between the two for the backward (PyTorch's in-place ReLU saves the
-//! same memory).
+//! Each `BatchNorm, ReLU` pair runs as one fused op ([`BatchNorm2d::forward_relu`]), and so
+//! does each block's end, `BatchNorm, +shortcut, ReLU` ([`BatchNorm2d::forward_add_relu`]):
+//! neither keeps the maps between its steps for the backward (PyTorch's in-place ReLU saves
+//! the same memory), and each passes over the activations once each way instead of two or
+//! three times.
 
 use simclr_tensor::Tensor;
 
@@ -82,12 +84,12 @@ impl BasicBlock {
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor) -> Tensor {
         let out = self.bn1.forward_relu(&self.conv1.forward(x));
-        let out = self.bn2.forward(&self.conv2.forward(&out));
         let shortcut = match &self.downsample {
             Some(d) => d.forward(x),
             None => x.clone(),
         };
-        out.add(&shortcut).relu()
+        self.bn2
+            .forward_add_relu(&self.conv2.forward(&out), &shortcut)
     }
 
     fn children(&self) -> Vec<(String, &dyn Module)> {

@@ -30,6 +30,35 @@ fn gradcheck_training_mode() {
     .unwrap();
 }
 
+/// The fused block end, `relu(batch_norm2d(x) + r)`, in all four inputs. The residual is
+/// pushed at least 0.5 away from where the sum would cross 0, so that no finite-difference
+/// step (which moves every value of a channel, through its statistics) crosses the ReLU's kink.
+#[test]
+fn gradcheck_add_relu_training_mode() {
+    let (rm, rv) = (Tensor::zeros(&[3]), Tensor::ones(&[3]));
+    let (x, w, b) = (
+        rand(&[4, 3, 3, 3], 11),
+        rand(&[3], 12).add_scalar(1.5),
+        rand(&[3], 13),
+    );
+    let normed = x.batch_norm2d(&w, &b, BatchNormStats::new(&rm.clone(), &rv.clone()));
+    let r: Vec<f32> = (rand(x.shape(), 14).to_vec().iter())
+        .zip(normed.to_vec())
+        .map(|(&r, n)| if n + r >= 0.0 { r + 0.5 } else { r - 0.5 })
+        .collect();
+    let r = Tensor::from_vec(r, x.shape());
+    let opts = GradcheckOptions {
+        step: 5e-3,
+        ..GradcheckOptions::default()
+    };
+    gradcheck_with(
+        |t| t[0].batch_norm2d_add_relu(&t[3], &t[1], &t[2], BatchNormStats::new(&rm, &rv)),
+        &[x, w, b, r],
+        opts,
+    )
+    .unwrap();
+}
+
 #[test]
 fn gradcheck_eval_mode() {
     let rm = rand(&[3], 4);
@@ -253,4 +282,64 @@ fn fused_relu_matches_the_separate_ops_bit_for_bit() {
             assert_eq!(f, s, "{what} of {shape:?}, training {training}");
         }
     }
+}
+
+/// `batch_norm2d_add_relu` equals `batch_norm2d`, `add`, `relu` bit for bit: values, the
+/// gradients of the input, γ, β and the residual, and the running statistics, in training and
+/// eval mode, small (serial) and large (parallel) inputs.
+#[test]
+fn fused_add_relu_matches_the_separate_ops_bit_for_bit() {
+    let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (shape, training) in [
+        ([3, 4, 5, 5], true),
+        ([3, 4, 5, 5], false),
+        ([8, 16, 32, 32], true),
+    ] {
+        let run = |fused: bool| {
+            let x = rand(&shape, 31).set_requires_grad(true);
+            let r = rand(&shape, 32).set_requires_grad(true);
+            let (w, b) = (
+                rand(&[shape[1]], 33).set_requires_grad(true),
+                rand(&[shape[1]], 34).set_requires_grad(true),
+            );
+            let (rm, rv) = (rand(&[shape[1]], 35), rand(&[shape[1]], 36).add_scalar(1.5));
+            let stats = BatchNormStats::new(&rm, &rv).training(training);
+            let y = if fused {
+                x.batch_norm2d_add_relu(&r, &w, &b, stats)
+            } else {
+                x.batch_norm2d(&w, &b, stats).add(&r).relu()
+            };
+            y.mul(&rand(y.shape(), 37)).sum().backward();
+            [
+                y,
+                x.grad().unwrap(),
+                w.grad().unwrap(),
+                b.grad().unwrap(),
+                r.grad().unwrap(),
+                rm,
+                rv,
+            ]
+            .map(|t| bits(t.to_vec()))
+        };
+        let (fused, separate) = (run(true), run(false));
+        assert!(fused[0].contains(&0) && fused[0].iter().any(|&v| v != 0));
+        for (what, (f, s)) in ["y", "dx", "dγ", "dβ", "dr", "running_mean", "running_var"]
+            .iter()
+            .zip(fused.iter().zip(&separate))
+        {
+            assert_eq!(f, s, "{what} of {shape:?}, training {training}");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "residual [2, 3, 4, 4] must have the input's shape [2, 3, 4, 5]")]
+fn residual_shape_mismatch_is_named() {
+    let (rm, rv) = (Tensor::zeros(&[3]), Tensor::ones(&[3]));
+    rand(&[2, 3, 4, 5], 1).batch_norm2d_add_relu(
+        &rand(&[2, 3, 4, 4], 2),
+        &Tensor::ones(&[3]),
+        &Tensor::zeros(&[3]),
+        BatchNormStats::new(&rm, &rv),
+    );
 }

@@ -72,6 +72,17 @@ fn channel_sum(
         .sum()
 }
 
+/// `body((p, plane))` for every `hw`-long plane `p` of `out`, in parallel over the planes.
+fn for_each_plane(out: &mut [f32], hw: usize, body: impl Fn((usize, &mut [f32])) + Sync + Send) {
+    if hw == 0 {
+        return;
+    }
+    out.par_chunks_mut(hw)
+        .enumerate()
+        .with_min_len(min_items(hw))
+        .for_each(body);
+}
+
 /// `out[n, c, :] = a[c]·u[n, c, :] + b[c]·v[n, c, :] + d[c]` over all planes (`v` optional),
 /// clamped at 0 when `RELU`.
 fn affine_planes<const RELU: bool>(
@@ -99,34 +110,59 @@ fn affine_planes<const RELU: bool>(
             None => o.iter_mut().zip(u).for_each(|(o, &u)| *o = a * u + d),
         }
     };
-    if hw == 0 {
-        return;
-    }
-    out.par_chunks_mut(hw)
-        .enumerate()
-        .with_min_len(min_items(hw))
-        .for_each(body);
+    for_each_plane(out, hw, body);
 }
 
-/// `dy` where `a[c]·x + d[c] > 0` (the forward's pre-ReLU value, computed as
-/// [`affine_planes`] does), else 0.
-fn relu_mask(dy: &[f32], x: &[f32], coef: &[(f32, f32, f32)], hw: usize) -> Vec<f32> {
+/// `out[n, c, :] = max(a[c]·x[n, c, :] + d[c] + r[n, c, :], 0)`: batch norm's output, a
+/// residual added, a ReLU (in the order of the three ops, so their values bit for bit).
+fn affine_add_relu_planes(
+    out: &mut [f32],
+    x: &[f32],
+    r: &[f32],
+    coef: &[(f32, f32, f32)],
+    hw: usize,
+) {
+    let channels = coef.len();
+    let body = |(p, o): (usize, &mut [f32])| {
+        let (a, _, d) = coef[p % channels];
+        let (x, r) = (&x[p * hw..(p + 1) * hw], &r[p * hw..(p + 1) * hw]);
+        for ((o, &x), &r) in o.iter_mut().zip(x).zip(r) {
+            *o = (a * x + d + r).max(0.0);
+        }
+    };
+    for_each_plane(out, hw, body);
+}
+
+/// `dy` where the forward's value before the ReLU was positive, else 0: `a[c]·x + d[c]`
+/// ([`affine_planes`]), plus the residual `r` if there was one ([`affine_add_relu_planes`]),
+/// recomputed with the forward's arithmetic.
+fn relu_mask(
+    dy: &[f32],
+    x: &[f32],
+    r: Option<&[f32]>,
+    coef: &[(f32, f32, f32)],
+    hw: usize,
+) -> Vec<f32> {
     let mut out = vec![0.0; dy.len()];
     let channels = coef.len();
     let body = |(p, o): (usize, &mut [f32])| {
         let (a, _, d) = coef[p % channels];
         let (g, x) = (&dy[p * hw..(p + 1) * hw], &x[p * hw..(p + 1) * hw]);
-        for ((o, &g), &x) in o.iter_mut().zip(g).zip(x) {
-            *o = if a * x + d > 0.0 { g } else { 0.0 };
+        match r {
+            Some(r) => {
+                let r = &r[p * hw..(p + 1) * hw];
+                for (((o, &g), &x), &r) in o.iter_mut().zip(g).zip(x).zip(r) {
+                    *o = if a * x + d + r > 0.0 { g } else { 0.0 };
+                }
+            }
+            None => {
+                for ((o, &g), &x) in o.iter_mut().zip(g).zip(x) {
+                    *o = if a * x + d > 0.0 { g } else { 0.0 };
+                }
+            }
         }
     };
-    if hw == 0 {
-        return out;
-    }
-    out.par_chunks_mut(hw)
-        .enumerate()
-        .with_min_len(min_items(hw))
-        .for_each(body);
+    for_each_plane(&mut out, hw, body);
     out
 }
 
@@ -181,7 +217,7 @@ impl Tensor {
     /// the running statistics. `weight` (γ), `bias` (β) and the running statistics are `[C]`.
     /// Differentiable in the input, `weight` and `bias`.
     pub fn batch_norm2d(&self, weight: &Tensor, bias: &Tensor, stats: BatchNormStats) -> Tensor {
-        self.batch_norm2d_then::<false>(weight, bias, stats)
+        self.batch_norm2d_then::<false>(None, weight, bias, stats)
     }
 
     /// `batch_norm2d(..).relu()` as one op: the same values and gradients bit for bit, but the
@@ -195,12 +231,36 @@ impl Tensor {
         bias: &Tensor,
         stats: BatchNormStats,
     ) -> Tensor {
-        self.batch_norm2d_then::<true>(weight, bias, stats)
+        self.batch_norm2d_then::<true>(None, weight, bias, stats)
     }
 
-    /// Batch norm, followed by a ReLU when `RELU`.
+    /// `batch_norm2d(..).add(residual).relu()` as one op, the end of a residual block: the
+    /// same values and gradients bit for bit (`residual`'s gradient is the ReLU's), with one
+    /// pass over the maps each way instead of three, and neither the normalised map nor the
+    /// sum stored. Like [`batch_norm2d_relu`](Self::batch_norm2d_relu), the backward
+    /// recomputes the ReLU's mask, from the input and `residual` (which must have the input's
+    /// shape).
+    pub fn batch_norm2d_add_relu(
+        &self,
+        residual: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        stats: BatchNormStats,
+    ) -> Tensor {
+        assert!(
+            residual.shape() == self.shape(),
+            "batch_norm2d_add_relu: residual {:?} must have the input's shape {:?}",
+            residual.shape(),
+            self.shape()
+        );
+        self.batch_norm2d_then::<true>(Some(residual), weight, bias, stats)
+    }
+
+    /// Batch norm, plus `residual` if given, followed by a ReLU when `RELU` (always, with a
+    /// residual).
     fn batch_norm2d_then<const RELU: bool>(
         &self,
+        residual: Option<&Tensor>,
         weight: &Tensor,
         bias: &Tensor,
         stats: BatchNormStats,
@@ -301,20 +361,23 @@ impl Tensor {
             .collect();
         drop(beta);
         let mut y = vec![0.0; x.len()];
-        affine_planes::<RELU>(&mut y, x, None, &coef, hw);
+        match residual {
+            Some(r) => affine_add_relu_planes(&mut y, x, &r.data(), &coef, hw),
+            None => affine_planes::<RELU>(&mut y, x, None, &coef, hw),
+        }
         drop(x_ref);
-        let x_t = self.clone();
-        Tensor::from_op(y, self.shape(), &[self, weight, bias], move |dy, needs| {
+        let (x_t, r_t) = (self.clone(), residual.cloned());
+        let mut inputs = vec![self, weight, bias];
+        inputs.extend(residual);
+        Tensor::from_op(y, self.shape(), &inputs, move |dy, needs| {
             let x_ref = x_t.data();
             let x: &[f32] = &x_ref;
-            // Through the ReLU: keep dy where the forward's `a·x + d` was positive.
-            let masked;
-            let dy = if RELU {
-                masked = relu_mask(dy, x, &coef, hw);
-                &masked[..]
-            } else {
-                dy
-            };
+            // Through the ReLU: keep dy where the forward's `a·x + d (+ r)` was positive.
+            let masked = RELU.then(|| {
+                let r_ref = r_t.as_ref().map(|r| r.data());
+                relu_mask(dy, x, r_ref.as_ref().map(|r| &r[..]), &coef, hw)
+            });
+            let dy = masked.as_deref().unwrap_or(dy);
             // Σ dy and Σ dy·x̂ per channel.
             let sums = per_channel(c, m, |ci| {
                 let (mu, inv) = stats[ci];
@@ -357,7 +420,12 @@ impl Tensor {
             });
             let dgamma = needs[1].then(|| sums.iter().map(|s| s.1 as f32).collect());
             let dbeta = needs[2].then(|| sums.iter().map(|s| s.0 as f32).collect());
-            vec![dx, dgamma, dbeta]
+            let mut grads = vec![dx, dgamma, dbeta];
+            if r_t.is_some() {
+                // The residual's gradient is the ReLU's.
+                grads.push(needs[3].then(|| masked.expect("a residual ends in a ReLU")));
+            }
+            grads
         })
     }
 }
