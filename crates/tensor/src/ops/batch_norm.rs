@@ -22,8 +22,11 @@
 //! ```
 //!
 //! The training `dx` is again affine in `(dy, x)` per channel, so it too is one fused pass.
-//! Statistics are reduced in parallel over channels (accumulated in f64, two passes for the
-//! variance); the elementwise passes run in parallel over `(n, c)` planes.
+//! Statistics are reduced in parallel over channels, accumulated in f64. The variance takes
+//! one pass over memory but keeps the stability of two: each `H·W` plane is summed twice while
+//! it is in cache (its sum, then its squared deviations about its own mean), and the planes'
+//! deviations are moved to the channel's mean exactly ([`PlaneMoments::squares_about`]). The
+//! elementwise passes run in parallel over `(n, c)` planes.
 //!
 //! **Across ranks** (`SyncBatchNorm`): in a data-parallel run each rank holds a shard of the
 //! batch, and [`BatchNormStats::across`] makes the sums above run over the whole batch — each
@@ -39,7 +42,7 @@ use rayon::prelude::*;
 use crate::collective::Collective;
 use crate::parallel::min_items;
 use crate::tensor::Tensor;
-use crate::vector::sum_map2;
+use crate::vector::{sum_map, sum_map2};
 
 /// `f(c)` for every channel, each reading `channel_len` values, in parallel when that is
 /// worth it ([`crate::parallel`]).
@@ -70,6 +73,46 @@ fn channel_sum(
             sum_map2(&u[at..at + hw], &v[at..at + hw], f) as f64
         })
         .sum()
+}
+
+/// One plane's contribution to its channel's statistics: the plane's sum, and the sum of
+/// squared deviations from the plane's own mean `mean` (two passes over a plane that is in
+/// cache, so the channel's moments take one pass over memory instead of two).
+struct PlaneMoments {
+    sum: f64,
+    mean: f32,
+    deviations: f64,
+}
+
+impl PlaneMoments {
+    /// `Σ (v − μ)²` over the plane's `hw` values for any `μ`, exactly (up to rounding), from
+    /// the plane's deviations about its own mean `p`:
+    /// `Σ(v − p)² + 2(p − μ)·Σ(v − p) + hw·(p − μ)²`.
+    fn squares_about(&self, mu: f64, hw: usize) -> f64 {
+        let (p, hw) = (self.mean as f64, hw as f64);
+        self.deviations + 2.0 * (p - mu) * (self.sum - hw * p) + hw * (p - mu) * (p - mu)
+    }
+}
+
+/// [`PlaneMoments`] of every plane of channel `c` of an `[n, channels, hw]` array.
+fn plane_moments(
+    (n, channels, hw): (usize, usize, usize),
+    c: usize,
+    x: &[f32],
+) -> Vec<PlaneMoments> {
+    (0..n)
+        .map(|ni| {
+            let plane = &x[(ni * channels + c) * hw..][..hw];
+            let sum = sum_map(plane, |v| v);
+            let mean = sum / hw as f32;
+            let deviations = sum_map(plane, |v| (v - mean) * (v - mean)) as f64;
+            PlaneMoments {
+                sum: sum as f64,
+                mean,
+                deviations,
+            }
+        })
+        .collect()
 }
 
 /// `body((p, plane))` for every `hw`-long plane `p` of `out`, in parallel over the planes.
@@ -320,14 +363,19 @@ impl Tensor {
                 }
                 sums
             };
-            let means = sum_over_ranks(per_channel(c, m, |ci| {
-                channel_sum(dims, ci, x, x, |v, _| v)
-            }));
+            let planes = per_channel(c, m, |ci| plane_moments(dims, ci, x));
+            let means = sum_over_ranks(
+                planes
+                    .iter()
+                    .map(|p| p.iter().map(|q| q.sum).sum())
+                    .collect(),
+            );
             let means: Vec<f64> = means.iter().map(|s| s / m_all as f64).collect();
-            let squares = sum_over_ranks(per_channel(c, m, |ci| {
-                let mf = means[ci] as f32;
-                channel_sum(dims, ci, x, x, |v, _| (v - mf) * (v - mf))
-            }));
+            let squares = sum_over_ranks(
+                (planes.iter().zip(&means))
+                    .map(|(p, &mean)| p.iter().map(|q| q.squares_about(mean, hw)).sum())
+                    .collect(),
+            );
             let moments: Vec<(f64, f64)> = means
                 .iter()
                 .zip(&squares)
