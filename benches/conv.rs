@@ -25,7 +25,8 @@
 //! `simclr_tensor::ops::conv2d::force_path`. `Geometry::winograd` (in `winograd.rs`) lists
 //! the measured ratios and which shapes take Winograd by default: every 3×3 stride-1 shape
 //! here with at least 16 channels in and out, F(4×4) from 12 pixels a side (1.3–2.2× the GEMM
-//! path forward + backward; a tie for 16 → 16 at 32²), F(2×2) below (1.3–1.8×). The other
+//! path forward + backward; about a tie for 16 → 16 at 32²), F(2×2) below (1.3–1.9×), except
+//! that without AVX-512 F(4×4) also takes 8 and 4 pixels a side (1.7–1.9×). The other
 //! shapes (stride 2, the first layer, the 3-channel stem) run `forward` / `forward_backward`
 //! as dispatched.
 //!

@@ -211,34 +211,52 @@ impl Geometry {
     }
 
     /// Where Winograd beats the GEMM path, forward + backward, as measured with
-    /// `benches/conv.rs` (one quiet run, 2 threads, AMD EPYC Zen 4 with AVX-512; each shape
-    /// runs the paths back to back): FLOP/s of forward + backward over the GEMM path's.
+    /// `benches/conv.rs` (one quiet run each, 2 threads, each shape running the paths back to
+    /// back): FLOP/s of forward + backward over the GEMM path's, on an AMD EPYC Zen 4 with
+    /// AVX-512 and on a Zen 3 with AVX2 + FMA only.
     ///
-    /// | shape (batch 128, or 256 at 24 px and MNIST) | F(2×2) | F(4×4) | taken |
-    /// |---|---|---|---|
-    /// | 64 → 64 at 32² | 1.38 | 1.90 | F(4×4) |
-    /// | 16 → 16 at 32² | 0.64 | 0.97 | F(4×4) |
-    /// | 16 → 16 at 24² | 0.84 | 1.34 | F(4×4) |
-    /// | 128 → 128 at 16² | 1.68 | 2.20 | F(4×4) |
-    /// | 32 → 64 at 14² (MNIST) | 1.37 | 1.55 | F(4×4) |
-    /// | 32 → 32 at 12² | 1.17 | 1.37 | F(4×4) |
-    /// | 256 → 256 at 8² | 1.65 | 1.40 | F(2×2) |
-    /// | 64 → 64 at 6² | 1.78 | 1.10 | F(2×2) |
-    /// | 512 → 512 at 4² | 1.37 | 0.76 | F(2×2) |
-    /// | 128 → 128 at 3² | 1.34 | 0.83 | F(2×2) |
+    /// | shape (batch 128, or 256 at 24 px and MNIST) | Zen 4 F(2×2) | Zen 4 F(4×4) | Zen 3 F(2×2) | Zen 3 F(4×4) |
+    /// |---|---|---|---|---|
+    /// | 64 → 64 at 32² | 1.38 | **1.90** | 1.45 | **1.69** |
+    /// | 16 → 16 at 32² | 0.64 | **0.97** | 0.75 | **1.07** |
+    /// | 16 → 16 at 24² | 0.84 | **1.34** | 0.87 | **1.23** |
+    /// | 128 → 128 at 16² | 1.68 | **2.20** | 1.37 | **1.52** |
+    /// | 32 → 64 at 14² (MNIST) | 1.37 | **1.55** | 1.21 | **1.32** |
+    /// | 32 → 32 at 12² | 1.17 | **1.37** | 1.29 | **1.68** |
+    /// | 256 → 256 at 8² | **1.65** | 1.40 | 1.76 | **1.89** |
+    /// | 64 → 64 at 6² | **1.78** | 1.10 | **1.91** | 1.54 |
+    /// | 512 → 512 at 4² | **1.37** | 0.76 | 1.49 | **1.66** |
+    /// | 128 → 128 at 3² | **1.34** | 0.83 | **1.48** | 1.33 |
     ///
     /// So: at least 16 channels in and out (with fewer, the GEMMs' `K = Cin` is too thin to run
-    /// fast; 16 channels at 32² is a tie), F(4×4) from 12 pixels a side, F(2×2) from 3 to 11
-    /// (where F(4×4)'s 6 × 6 input tiles are mostly padding and its 36 GEMMs have few tiles
-    /// each). Below 3 pixels, most of any tile is padding.
+    /// fast; 16 channels at 32² is about a tie), F(4×4) from 12 pixels a side, F(2×2) from 3 to
+    /// 11 (where F(4×4)'s 6 × 6 input tiles are mostly padding and its 36 GEMMs have few tiles
+    /// each). Below 3 pixels, most of any tile is padding. One exception without AVX-512: there
+    /// the α² GEMMs run at half the vector width, so F(4×4)'s 4× fewer multiplications (against
+    /// F(2×2)'s 2.25×) outweigh its heavier transforms wherever its tiles cover the image
+    /// exactly, at 4 and 8 pixels a side.
     fn winograd_pays(&self) -> Option<Tile> {
         let (channels, side) = (self.cin.min(self.cout), self.ho.min(self.wo));
         match side {
             _ if channels < 16 => None,
             12.. => Some(Tile::F4),
+            4.. if side % 4 == 0 && !wide_vectors() => Some(Tile::F4),
             3.. => Some(Tile::F2),
             _ => None,
         }
+    }
+}
+
+/// Whether the CPU has AVX-512 (16 f32 lanes per register), which [`Geometry::winograd_pays`]
+/// weighs.
+pub(super) fn wide_vectors() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
