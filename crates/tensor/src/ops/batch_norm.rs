@@ -35,6 +35,7 @@
 //! differentiates exactly as one process holding the whole batch would; `dγ` and `dβ` stay
 //! the rank's own part, summed with the other gradients before the optimizer step.
 
+use std::mem::MaybeUninit;
 use std::rc::Rc;
 
 use rayon::prelude::*;
@@ -115,65 +116,74 @@ fn plane_moments(
         .collect()
 }
 
-/// `body((p, plane))` for every `hw`-long plane `p` of `out`, in parallel over the planes.
-fn for_each_plane(out: &mut [f32], hw: usize, body: impl Fn((usize, &mut [f32])) + Sync + Send) {
-    if hw == 0 {
-        return;
+/// A new `len`-value buffer whose every `hw`-long plane `p` is written by `body(p, plane)`, in
+/// parallel over the planes. The buffer is not zeroed first: the passes here write every value
+/// of their planes, and a zeroing pass would cost as much as one of them.
+fn write_planes(
+    len: usize,
+    hw: usize,
+    body: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    if hw > 0 {
+        out.spare_capacity_mut()[..len]
+            .par_chunks_mut(hw)
+            .enumerate()
+            .with_min_len(min_items(hw))
+            .for_each(|(p, plane)| body(p, plane));
     }
-    out.par_chunks_mut(hw)
-        .enumerate()
-        .with_min_len(min_items(hw))
-        .for_each(body);
+    // SAFETY: `len` values are allocated, and every plane's values were written by `body`
+    // (each body below writes its whole plane; `len` is a multiple of `hw`).
+    unsafe { out.set_len(if hw > 0 { len } else { 0 }) };
+    out
 }
 
 /// `out[n, c, :] = a[c]·u[n, c, :] + b[c]·v[n, c, :] + d[c]` over all planes (`v` optional),
 /// clamped at 0 when `RELU`.
 fn affine_planes<const RELU: bool>(
-    out: &mut [f32],
     u: &[f32],
     v: Option<&[f32]>,
     coef: &[(f32, f32, f32)],
     hw: usize,
-) {
+) -> Vec<f32> {
     let channels = coef.len();
-    let body = |(p, o): (usize, &mut [f32])| {
+    let body = |p: usize, o: &mut [MaybeUninit<f32>]| {
         let (a, b, d) = coef[p % channels];
         let u = &u[p * hw..(p + 1) * hw];
         match v {
             Some(v) => {
                 let v = &v[p * hw..(p + 1) * hw];
                 for ((o, &u), &v) in o.iter_mut().zip(u).zip(v) {
-                    *o = a * u + b * v + d;
+                    o.write(a * u + b * v + d);
                 }
             }
-            None if RELU => o
-                .iter_mut()
-                .zip(u)
-                .for_each(|(o, &u)| *o = (a * u + d).max(0.0)),
-            None => o.iter_mut().zip(u).for_each(|(o, &u)| *o = a * u + d),
+            None if RELU => {
+                for (o, &u) in o.iter_mut().zip(u) {
+                    o.write((a * u + d).max(0.0));
+                }
+            }
+            None => {
+                for (o, &u) in o.iter_mut().zip(u) {
+                    o.write(a * u + d);
+                }
+            }
         }
     };
-    for_each_plane(out, hw, body);
+    write_planes(u.len(), hw, body)
 }
 
 /// `out[n, c, :] = max(a[c]·x[n, c, :] + d[c] + r[n, c, :], 0)`: batch norm's output, a
 /// residual added, a ReLU (in the order of the three ops, so their values bit for bit).
-fn affine_add_relu_planes(
-    out: &mut [f32],
-    x: &[f32],
-    r: &[f32],
-    coef: &[(f32, f32, f32)],
-    hw: usize,
-) {
+fn affine_add_relu_planes(x: &[f32], r: &[f32], coef: &[(f32, f32, f32)], hw: usize) -> Vec<f32> {
     let channels = coef.len();
-    let body = |(p, o): (usize, &mut [f32])| {
+    let body = |p: usize, o: &mut [MaybeUninit<f32>]| {
         let (a, _, d) = coef[p % channels];
         let (x, r) = (&x[p * hw..(p + 1) * hw], &r[p * hw..(p + 1) * hw]);
         for ((o, &x), &r) in o.iter_mut().zip(x).zip(r) {
-            *o = (a * x + d + r).max(0.0);
+            o.write((a * x + d + r).max(0.0));
         }
     };
-    for_each_plane(out, hw, body);
+    write_planes(x.len(), hw, body)
 }
 
 /// `dy` where the forward's value before the ReLU was positive, else 0: `a[c]·x + d[c]`
@@ -186,27 +196,25 @@ fn relu_mask(
     coef: &[(f32, f32, f32)],
     hw: usize,
 ) -> Vec<f32> {
-    let mut out = vec![0.0; dy.len()];
     let channels = coef.len();
-    let body = |(p, o): (usize, &mut [f32])| {
+    let body = |p: usize, o: &mut [MaybeUninit<f32>]| {
         let (a, _, d) = coef[p % channels];
         let (g, x) = (&dy[p * hw..(p + 1) * hw], &x[p * hw..(p + 1) * hw]);
         match r {
             Some(r) => {
                 let r = &r[p * hw..(p + 1) * hw];
                 for (((o, &g), &x), &r) in o.iter_mut().zip(g).zip(x).zip(r) {
-                    *o = if a * x + d + r > 0.0 { g } else { 0.0 };
+                    o.write(if a * x + d + r > 0.0 { g } else { 0.0 });
                 }
             }
             None => {
                 for ((o, &g), &x) in o.iter_mut().zip(g).zip(x) {
-                    *o = if a * x + d > 0.0 { g } else { 0.0 };
+                    o.write(if a * x + d > 0.0 { g } else { 0.0 });
                 }
             }
         }
     };
-    for_each_plane(&mut out, hw, body);
-    out
+    write_planes(dy.len(), hw, body)
 }
 
 /// The statistics a batch norm uses and keeps: the running estimates (updated in place while
@@ -408,11 +416,10 @@ impl Tensor {
             })
             .collect();
         drop(beta);
-        let mut y = vec![0.0; x.len()];
-        match residual {
-            Some(r) => affine_add_relu_planes(&mut y, x, &r.data(), &coef, hw),
-            None => affine_planes::<RELU>(&mut y, x, None, &coef, hw),
-        }
+        let y = match residual {
+            Some(r) => affine_add_relu_planes(x, &r.data(), &coef, hw),
+            None => affine_planes::<RELU>(x, None, &coef, hw),
+        };
         drop(x_ref);
         let (x_t, r_t) = (self.clone(), residual.cloned());
         let mut inputs = vec![self, weight, bias];
@@ -461,10 +468,7 @@ impl Tensor {
                         (a, b, d)
                     })
                     .collect();
-                let mut dx = vec![0.0; x.len()];
-                let v = training.then_some(x);
-                affine_planes::<false>(&mut dx, dy, v, &coef, hw);
-                dx
+                affine_planes::<false>(dy, training.then_some(x), &coef, hw)
             });
             let dgamma = needs[1].then(|| sums.iter().map(|s| s.1 as f32).collect());
             let dbeta = needs[2].then(|| sums.iter().map(|s| s.0 as f32).collect());
