@@ -238,50 +238,52 @@ const EVAL_RUNNING_MEAN: &[f32] = &[0.0, 0.14382768, 0.2524413, 0.29924852];
 #[rustfmt::skip]
 const EVAL_RUNNING_VAR: &[f32] = &[1.1947092, 1.4660195, 1.4546487, 1.167494];
 
-/// `batch_norm2d_relu` equals `batch_norm2d` then `relu` bit for bit: values, all three
-/// gradients and the running statistics, in training and eval mode, small (serial) and large
-/// (parallel) inputs.
-#[test]
-fn fused_relu_matches_the_separate_ops_bit_for_bit() {
-    let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+/// For each shape and mode (small: serial, large: parallel), `run(shape, training, fused)`
+/// returns the named results of the fused op (`fused`) or of the separate ops; they must
+/// agree bit for bit, and the fused output must hold both zeros and non-zeros (the ReLU bit).
+fn assert_fused_matches_separate(
+    names: &[&str],
+    run: impl Fn([usize; 4], bool, bool) -> Vec<Tensor>,
+) {
+    let bits = |t: &Tensor| t.to_vec().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (shape, training) in [
         ([3, 4, 5, 5], true),
         ([3, 4, 5, 5], false),
         ([8, 16, 32, 32], true),
     ] {
-        let run = |fused: bool| {
-            let x = rand(&shape, 21).set_requires_grad(true);
-            let (w, b) = (
-                rand(&[shape[1]], 22).set_requires_grad(true),
-                rand(&[shape[1]], 23).set_requires_grad(true),
-            );
-            let (rm, rv) = (rand(&[shape[1]], 24), rand(&[shape[1]], 25).add_scalar(1.5));
-            let y = if fused {
-                x.batch_norm2d_relu(&w, &b, BatchNormStats::new(&rm, &rv).training(training))
-            } else {
-                x.batch_norm2d(&w, &b, BatchNormStats::new(&rm, &rv).training(training))
-                    .relu()
-            };
-            y.mul(&rand(y.shape(), 26)).sum().backward();
-            [
-                y,
-                x.grad().unwrap(),
-                w.grad().unwrap(),
-                b.grad().unwrap(),
-                rm,
-                rv,
-            ]
-            .map(|t| bits(t.to_vec()))
-        };
-        let (fused, separate) = (run(true), run(false));
+        let fused: Vec<_> = run(shape, training, true).iter().map(bits).collect();
+        let separate: Vec<_> = run(shape, training, false).iter().map(bits).collect();
         assert!(fused[0].contains(&0) && fused[0].iter().any(|&v| v != 0));
-        for (what, (f, s)) in ["y", "dx", "dγ", "dβ", "running_mean", "running_var"]
-            .iter()
-            .zip(fused.iter().zip(&separate))
-        {
+        assert_eq!((fused.len(), separate.len()), (names.len(), names.len()));
+        for (what, (f, s)) in names.iter().zip(fused.iter().zip(&separate)) {
             assert_eq!(f, s, "{what} of {shape:?}, training {training}");
         }
     }
+}
+
+/// `batch_norm2d_relu` equals `batch_norm2d` then `relu` bit for bit: values, all three
+/// gradients and the running statistics, in training and eval mode, small (serial) and large
+/// (parallel) inputs.
+#[test]
+fn fused_relu_matches_the_separate_ops_bit_for_bit() {
+    let names = ["y", "dx", "dγ", "dβ", "running_mean", "running_var"];
+    assert_fused_matches_separate(&names, |shape, training, fused| {
+        let x = rand(&shape, 21).set_requires_grad(true);
+        let (w, b) = (
+            rand(&[shape[1]], 22).set_requires_grad(true),
+            rand(&[shape[1]], 23).set_requires_grad(true),
+        );
+        let (rm, rv) = (rand(&[shape[1]], 24), rand(&[shape[1]], 25).add_scalar(1.5));
+        let stats = BatchNormStats::new(&rm, &rv).training(training);
+        let y = if fused {
+            x.batch_norm2d_relu(&w, &b, stats)
+        } else {
+            x.batch_norm2d(&w, &b, stats).relu()
+        };
+        y.mul(&rand(y.shape(), 26)).sum().backward();
+        let grads = [&x, &w, &b].map(|t| t.grad().unwrap());
+        [vec![y], grads.to_vec(), vec![rm, rv]].concat()
+    });
 }
 
 /// `batch_norm2d_add_relu` equals `batch_norm2d`, `add`, `relu` bit for bit: values, the
@@ -289,47 +291,25 @@ fn fused_relu_matches_the_separate_ops_bit_for_bit() {
 /// eval mode, small (serial) and large (parallel) inputs.
 #[test]
 fn fused_add_relu_matches_the_separate_ops_bit_for_bit() {
-    let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    for (shape, training) in [
-        ([3, 4, 5, 5], true),
-        ([3, 4, 5, 5], false),
-        ([8, 16, 32, 32], true),
-    ] {
-        let run = |fused: bool| {
-            let x = rand(&shape, 31).set_requires_grad(true);
-            let r = rand(&shape, 32).set_requires_grad(true);
-            let (w, b) = (
-                rand(&[shape[1]], 33).set_requires_grad(true),
-                rand(&[shape[1]], 34).set_requires_grad(true),
-            );
-            let (rm, rv) = (rand(&[shape[1]], 35), rand(&[shape[1]], 36).add_scalar(1.5));
-            let stats = BatchNormStats::new(&rm, &rv).training(training);
-            let y = if fused {
-                x.batch_norm2d_add_relu(&r, &w, &b, stats)
-            } else {
-                x.batch_norm2d(&w, &b, stats).add(&r).relu()
-            };
-            y.mul(&rand(y.shape(), 37)).sum().backward();
-            [
-                y,
-                x.grad().unwrap(),
-                w.grad().unwrap(),
-                b.grad().unwrap(),
-                r.grad().unwrap(),
-                rm,
-                rv,
-            ]
-            .map(|t| bits(t.to_vec()))
+    let names = ["y", "dx", "dγ", "dβ", "dr", "running_mean", "running_var"];
+    assert_fused_matches_separate(&names, |shape, training, fused| {
+        let x = rand(&shape, 31).set_requires_grad(true);
+        let r = rand(&shape, 32).set_requires_grad(true);
+        let (w, b) = (
+            rand(&[shape[1]], 33).set_requires_grad(true),
+            rand(&[shape[1]], 34).set_requires_grad(true),
+        );
+        let (rm, rv) = (rand(&[shape[1]], 35), rand(&[shape[1]], 36).add_scalar(1.5));
+        let stats = BatchNormStats::new(&rm, &rv).training(training);
+        let y = if fused {
+            x.batch_norm2d_add_relu(&r, &w, &b, stats)
+        } else {
+            x.batch_norm2d(&w, &b, stats).add(&r).relu()
         };
-        let (fused, separate) = (run(true), run(false));
-        assert!(fused[0].contains(&0) && fused[0].iter().any(|&v| v != 0));
-        for (what, (f, s)) in ["y", "dx", "dγ", "dβ", "dr", "running_mean", "running_var"]
-            .iter()
-            .zip(fused.iter().zip(&separate))
-        {
-            assert_eq!(f, s, "{what} of {shape:?}, training {training}");
-        }
-    }
+        y.mul(&rand(y.shape(), 37)).sum().backward();
+        let grads = [&x, &w, &b, &r].map(|t| t.grad().unwrap());
+        [vec![y], grads.to_vec(), vec![rm, rv]].concat()
+    });
 }
 
 #[test]

@@ -133,8 +133,8 @@ fn write_planes(
             .for_each(|(p, plane)| body(p, plane));
     }
     // SAFETY: `len` values are allocated, and every plane's values were written by `body`
-    // (each body below writes its whole plane; `len` is a multiple of `hw`).
-    unsafe { out.set_len(if hw > 0 { len } else { 0 }) };
+    // (each body below writes its whole plane; `len` is a multiple of `hw`, so 0 when `hw` is).
+    unsafe { out.set_len(len) };
     out
 }
 
