@@ -286,23 +286,30 @@ impl Forward {
     }
 }
 
-/// `y = conv2d(x, w) + b` for the whole batch, task by task ([`Forward`]).
+/// `y = conv2d(x, w) + b` for the whole batch, task by task ([`Forward`]). The output is not
+/// zeroed up front in one serial pass: each task zeroes its own slice just before it writes
+/// it, in parallel and while the slice is in cache.
 fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let mut y = vec![0.0; g.n * g.out_image()];
-    if g.n == 0 {
-        return y;
+    let len = g.n * g.out_image();
+    let mut y = Vec::with_capacity(len);
+    if len > 0 {
+        let fwd = Forward::new(g, w);
+        let images = fwd.task_images(g);
+        let run =
+            |(y_t, x_t): (&mut [MaybeUninit<f32>], &[f32])| fwd.run(g, x_t, w, bias, zeroed(y_t));
+        let (y_len, x_len) = (images * g.out_image(), images * g.in_image());
+        let out = &mut y.spare_capacity_mut()[..len];
+        if parallel_tasks(g.n.div_ceil(images)) {
+            out.par_chunks_mut(y_len)
+                .zip(x.par_chunks(x_len))
+                .for_each(run);
+        } else {
+            out.chunks_mut(y_len).zip(x.chunks(x_len)).for_each(run);
+        }
     }
-    let fwd = Forward::new(g, w);
-    let images = fwd.task_images(g);
-    let run = |(y_t, x_t): (&mut [f32], &[f32])| fwd.run(g, x_t, w, bias, y_t);
-    let (y_len, x_len) = (images * g.out_image(), images * g.in_image());
-    if parallel_tasks(g.n.div_ceil(images)) {
-        y.par_chunks_mut(y_len)
-            .zip(x.par_chunks(x_len))
-            .for_each(run);
-    } else {
-        y.chunks_mut(y_len).zip(x.chunks(x_len)).for_each(run);
-    }
+    // SAFETY: `len` values are allocated, and the tasks zeroed every one of them (the chunks
+    // cover `0..len`).
+    unsafe { y.set_len(len) };
     y
 }
 
@@ -343,6 +350,13 @@ impl OutputGrad<'_> {
             }),
         }
     }
+}
+
+/// A fresh buffer set to zeros, from then on an ordinary (initialised) slice.
+fn zeroed(v: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    v.fill(MaybeUninit::new(0.0));
+    // SAFETY: every value was just written.
+    unsafe { &mut *(v as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// A buffer of initialised values viewed as writable-only.
@@ -414,9 +428,11 @@ fn over_image_tasks(
     step: impl Fn(Task) + Sync + Send,
 ) -> Grads {
     let tasks = g.n.div_ceil(task_images);
-    let mut dx = needs.x.then(|| vec![0.0; g.n * g.in_image()]);
-    let dx_parts: Vec<Option<&mut [f32]>> = match dx.as_mut() {
-        Some(d) => d
+    // The input gradient is zeroed task by task, in parallel, as each task starts on it.
+    let dx_len = g.n * g.in_image();
+    let mut dx = needs.x.then(|| Vec::with_capacity(dx_len));
+    let dx_parts: Vec<Option<&mut [MaybeUninit<f32>]>> = match dx.as_mut() {
+        Some(d) => d.spare_capacity_mut()[..dx_len]
             .chunks_mut((task_images * g.in_image()).max(1))
             .map(Some)
             .collect(),
@@ -426,7 +442,8 @@ fn over_image_tasks(
         dw: vec![0.0; if needs.w { dw_len } else { 0 }],
         db: vec![0.0; if needs.b { g.cout } else { 0 }],
     };
-    let run = |mut acc: Accum, (t, dx): (usize, Option<&mut [f32]>)| {
+    let run = |mut acc: Accum, (t, dx): (usize, Option<&mut [MaybeUninit<f32>]>)| {
+        let dx = dx.map(zeroed);
         let (i0, i1) = (t * task_images, ((t + 1) * task_images).min(g.n));
         let x = &x[i0 * g.in_image()..i1 * g.in_image()];
         dy.of_images(g, i0, i1, |dy| {
@@ -456,5 +473,10 @@ fn over_image_tasks(
         Some(dx_parts.into_iter().enumerate().fold(new_acc(), run))
     }
     .unwrap_or_else(new_acc);
+    if let Some(dx) = dx.as_mut() {
+        // SAFETY: `dx_len` values are allocated, and the tasks zeroed every one of them (each
+        // part is one task's, and the parts cover `0..dx_len`).
+        unsafe { dx.set_len(dx_len) };
+    }
     (dx, needs.w.then_some(acc.dw), needs.b.then_some(acc.db))
 }
