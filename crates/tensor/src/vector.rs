@@ -5,6 +5,8 @@
 //! end, which changes the rounding but not the accuracy class. The pooling, batch norm and
 //! convolution passes and the NT-Xent loss use them.
 
+use std::mem::MaybeUninit;
+
 /// `Σ f(x[i])`, with 16 independent partial sums so the compiler can vectorise it (a plain
 /// `iter().sum()` of f32 must add in order, one element per add latency).
 pub fn sum_map(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -43,6 +45,14 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum_map2(a, b, |x, y| x * y)
 }
 
+/// A buffer of initialised values viewed as writable-only, for the kernels that write into
+/// fresh buffers too (which need not be zeroed first).
+pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and every value written through
+    // the view is an initialised `f32`, so the slice stays initialised.
+    unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
 /// `out = xᵀ` for a row-major `rows × cols` `x` ([`transpose_strided`]).
 pub fn transpose(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
     assert!(
@@ -52,7 +62,7 @@ pub fn transpose(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
         x.len(),
         out.len()
     );
-    transpose_strided(x, rows, cols, cols, out, rows);
+    transpose_strided(x, rows, cols, cols, as_uninit(out), rows);
 }
 
 /// `dst[j·dst_stride + i] = src[i·src_stride + j]` for `i < rows`, `j < cols`: whole 16 × 16
@@ -63,7 +73,7 @@ pub fn transpose_strided(
     rows: usize,
     cols: usize,
     src_stride: usize,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
 ) {
     const T: usize = crate::gemm::TRANSPOSE_BLOCK;
@@ -74,13 +84,14 @@ pub fn transpose_strided(
             crate::gemm::transpose_block(&src[from..], src_stride, &mut dst[to..], dst_stride);
         }
     }
-    let edge = |dst: &mut [f32], is: std::ops::Range<usize>, js: std::ops::Range<usize>| {
-        for i in is {
-            for j in js.clone() {
-                dst[j * dst_stride + i] = src[i * src_stride + j];
+    let edge =
+        |dst: &mut [MaybeUninit<f32>], is: std::ops::Range<usize>, js: std::ops::Range<usize>| {
+            for i in is {
+                for j in js.clone() {
+                    dst[j * dst_stride + i].write(src[i * src_stride + j]);
+                }
             }
-        }
-    };
+        };
     edge(dst, 0..full_rows, full_cols..cols);
     edge(dst, full_rows..rows, 0..cols);
 }
@@ -120,7 +131,7 @@ mod tests {
         let (rows, cols, ss, ds) = (33, 20, 25, 40);
         let src: Vec<f32> = (0..rows * ss).map(|i| i as f32).collect();
         let mut dst = vec![-1.0; cols * ds];
-        transpose_strided(&src, rows, cols, ss, &mut dst, ds);
+        transpose_strided(&src, rows, cols, ss, as_uninit(&mut dst), ds);
         for j in 0..cols {
             for i in 0..ds {
                 let want = if i < rows { src[i * ss + j] } else { -1.0 };

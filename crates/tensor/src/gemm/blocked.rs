@@ -33,6 +33,7 @@ use std::cell::RefCell;
 
 use super::kernel::{self, transpose_block, transpose_rows, Tile, BLOCK, MR, NR};
 use super::{Gathered, MatRef, OutBlock, STRIP};
+use crate::vector::as_uninit;
 
 /// Reduction steps per block: an `MR × KC` strip of `A` is 16 KB, inside L1.
 const KC: usize = 256;
@@ -81,7 +82,7 @@ fn pack_strips<const W: usize>(
             done = kc - kc % BLOCK;
             for k in (0..done).step_by(BLOCK) {
                 let at = first * rs + k0 + k;
-                transpose_block(&x.data[at..], rs, &mut strip[k * W..], W);
+                transpose_block(&x.data[at..], rs, as_uninit(&mut strip[k * W..]), W);
             }
         }
         if done < kc {
@@ -189,7 +190,7 @@ fn pack_gathered_t(g: Gathered, l0: usize, lanes: usize, k0: usize, kc: usize, o
                 let dst = &mut strip[k * W..];
                 if g.seg == STRIP {
                     let starts: [usize; BLOCK] = std::array::from_fn(|i| rows[i] + at);
-                    transpose_rows(g.data, &starts, dst, W);
+                    transpose_rows(g.data, &starts, as_uninit(dst), W);
                     continue;
                 }
                 for (row, &r) in block.chunks_exact_mut(BLOCK).zip(rows) {
@@ -198,7 +199,7 @@ fn pack_gathered_t(g: Gathered, l0: usize, lanes: usize, k0: usize, kc: usize, o
                         dst.copy_from_slice(&g.data[src..src + g.seg]);
                     }
                 }
-                transpose_block(&block, BLOCK, dst, W);
+                transpose_block(&block, BLOCK, as_uninit(dst), W);
             }
         }
         for k in done..kc {

@@ -19,6 +19,7 @@
 //! A step's row of `B` comes from a packed strip (`NR` values per step) or, for a gathered
 //! matrix ([`Gathered`](super::Gathered)), from its own offset in the source ([`Steps`]).
 
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 /// Rows of a tile (values of `A` per reduction step).
@@ -291,7 +292,12 @@ pub(crate) const BLOCK: usize = 16;
 /// `src[i·src_stride..][..16]`, row `j` of the result goes to `dst[j·dst_stride..][..16]`.
 /// Packing a transposed operand is a chain of these (in registers with AVX-512 or AVX2, several
 /// values per shuffle, instead of one strided copy per value).
-pub(crate) fn transpose_block(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+pub(crate) fn transpose_block(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [MaybeUninit<f32>],
+    dst_stride: usize,
+) {
     transpose_rows(
         src,
         &std::array::from_fn(|i| i * src_stride),
@@ -305,7 +311,7 @@ pub(crate) fn transpose_block(src: &[f32], src_stride: usize, dst: &mut [f32], d
 pub(crate) fn transpose_rows(
     src: &[f32],
     starts: &[usize; BLOCK],
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
 ) {
     // SAFETY: `Isa::detected` is an instruction set this CPU runs.
@@ -320,25 +326,26 @@ unsafe fn transpose_with(
     isa: Isa,
     src: &[f32],
     starts: &[usize; BLOCK],
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     ds: usize,
 ) {
     assert!(starts.iter().all(|&s| s + BLOCK <= src.len()) && dst.len() >= 15 * ds + BLOCK);
     #[cfg(target_arch = "x86_64")]
     {
         let rows = starts.map(|s| src[s..].as_ptr());
+        let out = dst.as_mut_ptr().cast::<f32>();
         match isa {
             // SAFETY: the caller vouches that the CPU supports `isa`; every row and the output
             // were checked above.
-            Isa::Avx512 => return unsafe { avx512::transpose16(rows, dst.as_mut_ptr(), ds) },
+            Isa::Avx512 => return unsafe { avx512::transpose16(rows, out, ds) },
             // SAFETY: as above.
-            Isa::Avx2Fma => return unsafe { avx2::transpose16(rows, dst.as_mut_ptr(), ds) },
+            Isa::Avx2Fma => return unsafe { avx2::transpose16(rows, out, ds) },
             Isa::Portable => {}
         }
     }
     for (i, &s) in starts.iter().enumerate() {
         for j in 0..BLOCK {
-            dst[j * ds + i] = src[s + j];
+            dst[j * ds + i].write(src[s + j]);
         }
     }
 }
@@ -624,6 +631,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vector::as_uninit;
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -736,7 +744,7 @@ mod tests {
         for isa in Isa::all_available() {
             let mut got = vec![0.0; 16 * 17];
             // SAFETY: `isa` is one of the instruction sets this CPU runs.
-            unsafe { transpose_with(isa, &src, &starts, &mut got, 17) };
+            unsafe { transpose_with(isa, &src, &starts, as_uninit(&mut got), 17) };
             for (i, &s) in starts.iter().enumerate() {
                 for j in 0..BLOCK {
                     assert_eq!(got[j * 17 + i], src[s + j], "{isa:?} ({i}, {j})");
@@ -744,7 +752,7 @@ mod tests {
             }
         }
         let mut strided = vec![0.0; 16 * 16];
-        transpose_block(&src, 21, &mut strided, 16);
+        transpose_block(&src, 21, as_uninit(&mut strided), 16);
         assert_eq!(strided[3 * 16 + 5], src[5 * 21 + 3]);
     }
 }

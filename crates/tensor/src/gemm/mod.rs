@@ -19,6 +19,8 @@
 //! stays on the calling thread, so the two levels of parallelism never oversubscribe the cores.
 //! [`gemm_serial`] never splits.
 
+use std::mem::MaybeUninit;
+
 #[cfg(not(feature = "openblas"))]
 mod blocked;
 #[cfg(not(feature = "openblas"))]
@@ -30,13 +32,18 @@ pub(crate) const TRANSPOSE_BLOCK: usize = 16;
 /// Writes the transpose of a 16 × 16 block: row `i` of the source is
 /// `src[i·src_stride..][..16]`, row `j` of the result goes to `dst[j·dst_stride..][..16]`. With
 /// the built-in GEMM, the packing's register shuffles (AVX-512 or AVX2); with OpenBLAS a loop.
-pub(crate) fn transpose_block(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+pub(crate) fn transpose_block(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [MaybeUninit<f32>],
+    dst_stride: usize,
+) {
     #[cfg(not(feature = "openblas"))]
     kernel::transpose_block(src, src_stride, dst, dst_stride);
     #[cfg(feature = "openblas")]
     for i in 0..TRANSPOSE_BLOCK {
         for j in 0..TRANSPOSE_BLOCK {
-            dst[j * dst_stride + i] = src[i * src_stride + j];
+            dst[j * dst_stride + i].write(src[i * src_stride + j]);
         }
     }
 }

@@ -85,7 +85,7 @@ use rayon::prelude::*;
 
 use super::pool::unpool2x2_plane;
 use crate::tensor::Tensor;
-use crate::vector::sum_map;
+use crate::vector::{as_uninit, sum_map};
 use geometry::Geometry;
 
 thread_local! {
@@ -275,28 +275,36 @@ impl Forward {
         }
     }
 
-    /// The forward of one task's images `x_t` (`[images, cin, h, w]`) into `y_t`.
-    fn run(&self, g: &Geometry, x_t: &[f32], w: &[f32], bias: Option<&[f32]>, y_t: &mut [f32]) {
+    /// The forward of one task's images `x_t` (`[images, cin, h, w]`) into `y_t`, a fresh
+    /// buffer it writes whole. Winograd's output transform writes every value; the other
+    /// paths add into zeros, set here, just before they write (in parallel, while the slice
+    /// is about to be in cache).
+    fn run(
+        &self,
+        g: &Geometry,
+        x_t: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        y_t: &mut [MaybeUninit<f32>],
+    ) {
         match self {
-            Forward::Direct => direct::forward_images(g, x_t, w, bias, y_t),
+            Forward::Direct => direct::forward_images(g, x_t, w, bias, zeroed(y_t)),
             Forward::Winograd(filters) => filters.forward_images(g, x_t, bias, y_t),
-            Forward::Gathered(cols) => gathered::forward_images(g, cols, x_t, w, bias, y_t),
-            Forward::Im2col => im2col::forward_images(g, x_t, w, bias, y_t),
+            Forward::Gathered(cols) => gathered::forward_images(g, cols, x_t, w, bias, zeroed(y_t)),
+            Forward::Im2col => im2col::forward_images(g, x_t, w, bias, zeroed(y_t)),
         }
     }
 }
 
-/// `y = conv2d(x, w) + b` for the whole batch, task by task ([`Forward`]). The output is not
-/// zeroed up front in one serial pass: each task zeroes its own slice just before it writes
-/// it, in parallel and while the slice is in cache.
+/// `y = conv2d(x, w) + b` for the whole batch, task by task ([`Forward`]); each task writes
+/// its own images' slice of the fresh output whole.
 fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let len = g.n * g.out_image();
     let mut y = Vec::with_capacity(len);
     if len > 0 {
         let fwd = Forward::new(g, w);
         let images = fwd.task_images(g);
-        let run =
-            |(y_t, x_t): (&mut [MaybeUninit<f32>], &[f32])| fwd.run(g, x_t, w, bias, zeroed(y_t));
+        let run = |(y_t, x_t): (&mut [MaybeUninit<f32>], &[f32])| fwd.run(g, x_t, w, bias, y_t);
         let (y_len, x_len) = (images * g.out_image(), images * g.in_image());
         let out = &mut y.spare_capacity_mut()[..len];
         if parallel_tasks(g.n.div_ceil(images)) {
@@ -307,8 +315,8 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
             out.chunks_mut(y_len).zip(x.chunks(x_len)).for_each(run);
         }
     }
-    // SAFETY: `len` values are allocated, and the tasks zeroed every one of them (the chunks
-    // cover `0..len`).
+    // SAFETY: `len` values are allocated, and the tasks wrote every one of them: the chunks
+    // cover `0..len`, and each task writes its chunk whole (`Forward::run`).
     unsafe { y.set_len(len) };
     y
 }
@@ -352,18 +360,12 @@ impl OutputGrad<'_> {
     }
 }
 
-/// A fresh buffer set to zeros, from then on an ordinary (initialised) slice.
+/// A fresh buffer set to zeros, from then on an ordinary (initialised) slice: what the paths
+/// that add into their output start from.
 fn zeroed(v: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     v.fill(MaybeUninit::new(0.0));
     // SAFETY: every value was just written.
     unsafe { &mut *(v as *mut [MaybeUninit<f32>] as *mut [f32]) }
-}
-
-/// A buffer of initialised values viewed as writable-only.
-fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and every value written through
-    // the view is an initialised `f32`, so the slice stays initialised.
-    unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// Which gradients a backward computes (those of the operands that need one).
@@ -388,13 +390,32 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: OutputGrad, needs: Needs) ->
 }
 
 /// One backward task: a few images' input `x` and output gradient `dy`, their slice of the
-/// input gradient `dx` (if needed, zeroed), and the worker's weight-gradient accumulator `dw`
-/// (if needed) to add onto.
-struct Task<'a> {
+/// fresh input gradient `dx` (if needed; see [`FreshDx`]), and the worker's weight-gradient
+/// accumulator `dw` (if needed) to add onto.
+struct Task<'a, Dx: ?Sized = [f32]> {
     x: &'a [f32],
     dy: &'a [f32],
-    dx: Option<&'a mut [f32]>,
+    dx: Option<&'a mut Dx>,
     dw: Option<&'a mut [f32]>,
+}
+
+/// How a path receives its tasks' slices of the freshly allocated input gradient: as zeros
+/// (`[f32]`, for the paths that add into it: col2im sums overlapping windows) or as they are
+/// (`[MaybeUninit<f32>]`, for Winograd, whose output transform writes every value).
+trait FreshDx {
+    fn from_fresh(v: &mut [MaybeUninit<f32>]) -> &mut Self;
+}
+
+impl FreshDx for [f32] {
+    fn from_fresh(v: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+        zeroed(v)
+    }
+}
+
+impl FreshDx for [MaybeUninit<f32>] {
+    fn from_fresh(v: &mut [MaybeUninit<f32>]) -> &mut [MaybeUninit<f32>] {
+        v
+    }
 }
 
 /// Per-worker gradient accumulators of the weight (`Cout × K` on the GEMM paths, the
@@ -417,18 +438,18 @@ impl Accum {
 /// all when only the bias needs a gradient); one task per rayon piece when there are enough
 /// tasks to keep every thread busy, else in turn (each GEMM then splits instead). The weight
 /// and bias gradients (`dw_len` values, `Cout`) are accumulated per worker (rayon `fold`) and
-/// summed at the end (`reduce`); each task writes its own images' input gradient.
-fn over_image_tasks(
+/// summed at the end (`reduce`); each task writes its own images' input gradient whole (its
+/// slice zeroed first, in the task, where the path adds into it).
+fn over_image_tasks<Dx: FreshDx + ?Sized>(
     g: &Geometry,
     x: &[f32],
     dy: OutputGrad,
     task_images: usize,
     dw_len: usize,
     needs: Needs,
-    step: impl Fn(Task) + Sync + Send,
+    step: impl Fn(Task<Dx>) + Sync + Send,
 ) -> Grads {
     let tasks = g.n.div_ceil(task_images);
-    // The input gradient is zeroed task by task, in parallel, as each task starts on it.
     let dx_len = g.n * g.in_image();
     let mut dx = needs.x.then(|| Vec::with_capacity(dx_len));
     let dx_parts: Vec<Option<&mut [MaybeUninit<f32>]>> = match dx.as_mut() {
@@ -443,7 +464,7 @@ fn over_image_tasks(
         db: vec![0.0; if needs.b { g.cout } else { 0 }],
     };
     let run = |mut acc: Accum, (t, dx): (usize, Option<&mut [MaybeUninit<f32>]>)| {
-        let dx = dx.map(zeroed);
+        let dx = dx.map(Dx::from_fresh);
         let (i0, i1) = (t * task_images, ((t + 1) * task_images).min(g.n));
         let x = &x[i0 * g.in_image()..i1 * g.in_image()];
         dy.of_images(g, i0, i1, |dy| {
@@ -474,8 +495,8 @@ fn over_image_tasks(
     }
     .unwrap_or_else(new_acc);
     if let Some(dx) = dx.as_mut() {
-        // SAFETY: `dx_len` values are allocated, and the tasks zeroed every one of them (each
-        // part is one task's, and the parts cover `0..dx_len`).
+        // SAFETY: `dx_len` values are allocated, and the tasks wrote every one of them (each
+        // part is one task's, the parts cover `0..dx_len`, and each task writes its part whole).
         unsafe { dx.set_len(dx_len) };
     }
     (dx, needs.w.then_some(acc.dw), needs.b.then_some(acc.db))

@@ -146,13 +146,14 @@
 //! fast.
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 
 use super::geometry::{adjoint_weight, Geometry};
 use super::{over_image_tasks, with_scratch, Grads, Needs, OutputGrad, Task};
 use rayon::prelude::*;
 
 use crate::gemm::{gemm, gemm_packed, MatMut, MatRef, PackedRhs};
-use crate::vector::transpose_strided;
+use crate::vector::{as_uninit, transpose_strided};
 
 /// A Winograd tile size `F(m×m, 3×3)`: `m×m` outputs from `(m+2)×(m+2)` inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,7 +385,14 @@ impl Filters {
     }
 
     /// The forward of one task's images `x_t` into `y_t` (both channel planes, as everywhere).
-    pub fn forward_images(&self, g: &Geometry, x_t: &[f32], bias: Option<&[f32]>, y_t: &mut [f32]) {
+    /// Every value of `y_t` is written, so it need not be initialised.
+    pub fn forward_images(
+        &self,
+        g: &Geometry,
+        x_t: &[f32],
+        bias: Option<&[f32]>,
+        y_t: &mut [MaybeUninit<f32>],
+    ) {
         match self.tile {
             Tile::F2 => convolve_images::<2, 4>(g, &self.plan, x_t, &self.positions, bias, y_t),
             Tile::F4 => convolve_images::<4, 6>(g, &self.plan, x_t, &self.positions, bias, y_t),
@@ -762,7 +770,7 @@ fn convolve_images<const M: usize, const A: usize>(
     x_t: &[f32],
     positions: &[PackedRhs],
     bias: Option<&[f32]>,
-    y_t: &mut [f32],
+    y_t: &mut [MaybeUninit<f32>],
 ) {
     let (cin, cout) = (g.cin, g.cout);
     with_input_transformed::<M, A>(g, plan, x_t, |block, span, v, [m, yp, stage]| {
@@ -794,13 +802,14 @@ fn to_pixels(
     let len = pixels.len();
     for (k, dst_k) in dst.chunks_exact_mut(len * c).take(block.images).enumerate() {
         let src_k = &src[(block.first + k) * image + pixels.start..];
-        transpose_strided(src_k, c, len, plane, dst_k, c);
+        transpose_strided(src_k, c, len, plane, as_uninit(dst_k), c);
     }
 }
 
 /// The block's output `Y` (pixel-major, `[images][pixels][Cout]`) into its rows of the channel
-/// planes of `y_t`.
-fn from_pixels(g: &Geometry, span: &Span, block: &Block, yp: &[f32], y_t: &mut [f32]) {
+/// planes of `y_t`. The blocks of a task cover its images' rows, so together they write all of
+/// `y_t`.
+fn from_pixels(g: &Geometry, span: &Span, block: &Block, yp: &[f32], y_t: &mut [MaybeUninit<f32>]) {
     let len = span.out_pixels(g);
     for (k, yp_k) in yp.chunks_exact(len * g.cout).enumerate() {
         let y_k = &mut y_t[(block.first + k) * g.out_image() + span.oy0 * g.wo..];
@@ -956,7 +965,7 @@ fn backward_with<const M: usize, const A: usize>(
         .x
         .then(|| Filters::new(&adj, tile, &adjoint_weight(g, w)));
     let du_len = A * A * g.cout * g.cin;
-    let (dx, du, db) = over_image_tasks(g, x, dy, plan.task_images, du_len, needs, |task| {
+    let step = |task: Task<[MaybeUninit<f32>]>| {
         let Task { x, dy, dx, dw } = task;
         if let Some(du) = dw {
             weight_grad_images::<M, A>(g, &plan, x, dy, du);
@@ -964,7 +973,8 @@ fn backward_with<const M: usize, const A: usize>(
         if let (Some(dx), Some(adjoint)) = (dx, adjoint.as_ref()) {
             adjoint.forward_images(&adj, dy, None, dx);
         }
-    });
+    };
+    let (dx, du, db) = over_image_tasks(g, x, dy, plan.task_images, du_len, needs, step);
     (dx, du.map(|du| filter_grad::<M, A>(g, &du)), db)
 }
 
@@ -1044,10 +1054,15 @@ mod tests {
         check_one_dimensional::<4, 6>();
     }
 
-    /// The Winograd forward of the whole batch as one task.
+    /// The Winograd forward of the whole batch as one task, into a buffer of NaNs: it must
+    /// write every value (the convolution hands it uninitialised memory).
     fn forward(g: &Geometry, tile: Tile, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-        let mut y = vec![0.0; g.n * g.out_image()];
-        Filters::new(g, tile, w).forward_images(g, x, bias, &mut y);
+        let mut y = vec![f32::NAN; g.n * g.out_image()];
+        Filters::new(g, tile, w).forward_images(g, x, bias, as_uninit(&mut y));
+        assert!(
+            y.iter().all(|v| !v.is_nan()),
+            "an output value left unwritten"
+        );
         y
     }
 
