@@ -59,6 +59,9 @@
 //! - The backward ([`over_image_tasks`]) accumulates the weight and bias gradients per worker
 //!   (rayon `fold`) and sums them at the end (`reduce`); each task writes its own images'
 //!   input gradient, and none is computed when the input does not need one (a first layer).
+//! - The output and the input gradient are fresh buffers that no serial pass zeroes first:
+//!   Winograd's output transform writes every value, and the paths that add into theirs zero
+//!   each task's slice in the task, in parallel, just before they write it.
 //! - Buffers are per thread ([`with_scratch`]) and kept between calls, so the loops allocate
 //!   nothing.
 //!
