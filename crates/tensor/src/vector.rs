@@ -45,9 +45,10 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum_map2(a, b, |x, y| x * y)
 }
 
-/// A buffer of initialised values viewed as writable-only, for the kernels that write into
-/// fresh buffers too (which need not be zeroed first).
-pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+/// A buffer of initialised values viewed as writable-only: how an ordinary slice is passed to
+/// the functions that also write into fresh, uninitialised buffers (like
+/// [`transpose_strided`]), which then need not be zeroed first.
+pub fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and every value written through
     // the view is an initialised `f32`, so the slice stays initialised.
     unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }

@@ -39,7 +39,7 @@ pub(super) fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: OutputGrad, needs
         g.group_images(),
         g.cout * g.col_rows(),
         needs,
-        |task: Task| {
+        |task| {
             let Task { x, dy, dx, dw } = task;
             if let Some(dw) = dw {
                 with_scratch(g.padded_plane_len(), |xp| {

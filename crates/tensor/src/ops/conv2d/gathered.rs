@@ -63,7 +63,7 @@ pub(super) fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: OutputGrad, needs
     let images = g.group_images();
     let gathering = Gathering::new(g, w, images, needs.x);
     let dw_len = g.cout * g.col_rows();
-    over_image_tasks(g, x, dy, images, dw_len, needs, |task: Task| {
+    over_image_tasks(g, x, dy, images, dw_len, needs, |task| {
         backward_images(g, &gathering, task)
     })
 }

@@ -73,7 +73,7 @@ pub(super) fn forward_images(
 /// The gradients of the input, weight and bias (each only if needed) for the whole batch.
 pub(super) fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: OutputGrad, needs: Needs) -> Grads {
     let dw_len = g.cout * g.col_rows();
-    over_image_tasks(g, x, dy, g.group_images(), dw_len, needs, |task: Task| {
+    over_image_tasks(g, x, dy, g.group_images(), dw_len, needs, |task| {
         backward_images(g, w, task)
     })
 }

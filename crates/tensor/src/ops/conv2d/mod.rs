@@ -60,8 +60,8 @@
 //!   (rayon `fold`) and sums them at the end (`reduce`); each task writes its own images'
 //!   input gradient, and none is computed when the input does not need one (a first layer).
 //! - The output and the input gradient are fresh buffers that no serial pass zeroes first:
-//!   Winograd's output transform writes every value, and the paths that add into theirs zero
-//!   each task's slice in the task, in parallel, just before they write it.
+//!   Winograd's output transform writes every value, and the GEMM paths zero each task's
+//!   slice in the task, in parallel, just before they write it.
 //! - Buffers are per thread ([`with_scratch`]) and kept between calls, so the loops allocate
 //!   nothing.
 //!
@@ -278,11 +278,21 @@ impl Forward {
         }
     }
 
-    /// The forward of one task's images `x_t` (`[images, cin, h, w]`) into `y_t`, a fresh
-    /// buffer it writes whole. Winograd's output transform writes every value; the other
-    /// paths add into zeros, set here, just before they write (in parallel, while the slice
-    /// is about to be in cache).
-    fn run(
+    /// The forward of one task's images `x_t` (`[images, cin, h, w]`) into `y_t`, every value
+    /// of which it overwrites.
+    fn run(&self, g: &Geometry, x_t: &[f32], w: &[f32], bias: Option<&[f32]>, y_t: &mut [f32]) {
+        match self {
+            Forward::Direct => direct::forward_images(g, x_t, w, bias, y_t),
+            Forward::Winograd(filters) => filters.forward_images(g, x_t, bias, as_uninit(y_t)),
+            Forward::Gathered(cols) => gathered::forward_images(g, cols, x_t, w, bias, y_t),
+            Forward::Im2col => im2col::forward_images(g, x_t, w, bias, y_t),
+        }
+    }
+
+    /// [`run`](Self::run) into a fresh, uninitialised `y_t`. Winograd takes it as it is; the
+    /// other paths' kernels write through `&mut [f32]`, so their slice is zeroed first, here,
+    /// in the task (in parallel, and just before it is written).
+    fn run_fresh(
         &self,
         g: &Geometry,
         x_t: &[f32],
@@ -291,10 +301,8 @@ impl Forward {
         y_t: &mut [MaybeUninit<f32>],
     ) {
         match self {
-            Forward::Direct => direct::forward_images(g, x_t, w, bias, zeroed(y_t)),
             Forward::Winograd(filters) => filters.forward_images(g, x_t, bias, y_t),
-            Forward::Gathered(cols) => gathered::forward_images(g, cols, x_t, w, bias, zeroed(y_t)),
-            Forward::Im2col => im2col::forward_images(g, x_t, w, bias, zeroed(y_t)),
+            _ => self.run(g, x_t, w, bias, zeroed(y_t)),
         }
     }
 }
@@ -307,7 +315,8 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
     if len > 0 {
         let fwd = Forward::new(g, w);
         let images = fwd.task_images(g);
-        let run = |(y_t, x_t): (&mut [MaybeUninit<f32>], &[f32])| fwd.run(g, x_t, w, bias, y_t);
+        let run =
+            |(y_t, x_t): (&mut [MaybeUninit<f32>], &[f32])| fwd.run_fresh(g, x_t, w, bias, y_t);
         let (y_len, x_len) = (images * g.out_image(), images * g.in_image());
         let out = &mut y.spare_capacity_mut()[..len];
         if parallel_tasks(g.n.div_ceil(images)) {
@@ -319,7 +328,7 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
         }
     }
     // SAFETY: `len` values are allocated, and the tasks wrote every one of them: the chunks
-    // cover `0..len`, and each task writes its chunk whole (`Forward::run`).
+    // cover `0..len`, and each task writes its chunk whole (`Forward::run_fresh`).
     unsafe { y.set_len(len) };
     y
 }
@@ -363,8 +372,7 @@ impl OutputGrad<'_> {
     }
 }
 
-/// A fresh buffer set to zeros, from then on an ordinary (initialised) slice: what the paths
-/// that add into their output start from.
+/// A fresh buffer set to zeros, from then on an ordinary (initialised) slice.
 fn zeroed(v: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     v.fill(MaybeUninit::new(0.0));
     // SAFETY: every value was just written.
@@ -403,8 +411,9 @@ struct Task<'a, Dx: ?Sized = [f32]> {
 }
 
 /// How a path receives its tasks' slices of the freshly allocated input gradient: as zeros
-/// (`[f32]`, for the paths that add into it: col2im sums overlapping windows) or as they are
-/// (`[MaybeUninit<f32>]`, for Winograd, whose output transform writes every value).
+/// (`[f32]`, for the GEMM paths, whose kernels take an initialised slice and whose col2im adds
+/// into it) or as they are (`[MaybeUninit<f32>]`, for Winograd, whose output transform writes
+/// every value).
 trait FreshDx {
     fn from_fresh(v: &mut [MaybeUninit<f32>]) -> &mut Self;
 }

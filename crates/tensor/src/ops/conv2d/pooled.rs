@@ -19,7 +19,6 @@ use rayon::prelude::*;
 use super::{geometry, parallel_tasks, record, Forward, OUTPUT_SCRATCH};
 use crate::ops::pool::pool2x2_plane;
 use crate::tensor::Tensor;
-use crate::vector::as_uninit;
 
 impl Tensor {
     /// `self.conv2d(weight, bias, stride, padding).relu_max_pool2d(2, 2)` as one op (see the
@@ -82,7 +81,7 @@ fn forward_pooled(
         OUTPUT_SCRATCH.with(|s| {
             let mut conv = s.borrow_mut();
             conv.resize(x_g.len() / g.in_image() * g.out_image(), 0.0);
-            fwd.run(g, x_g, w, bias, as_uninit(&mut conv));
+            fwd.run(g, x_g, w, bias, &mut conv);
             let outputs = y_g
                 .chunks_exact_mut(pooled)
                 .zip(codes_g.chunks_exact_mut(pooled));
