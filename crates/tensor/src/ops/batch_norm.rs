@@ -59,21 +59,24 @@ fn per_channel<T: Send>(
         .collect()
 }
 
-/// `Σ_{n, hw} f(u[n, c, hw], v[n, c, hw])` for channel `c` of `[n, channels, hw]` arrays: each
-/// plane summed in f32 (vectorised), the planes in f64.
-fn channel_sum(
+/// `(Σ g, Σ g·(x − μ))` over channel `c` of the `[n, channels, hw]` arrays `dy` and `x`, where
+/// `g = gate(dy, x)`: `dy` itself, or `dy` masked by a ReLU recomputed from `x`. Each plane is
+/// summed twice while it is in cache (so the channel takes one pass over memory), in f32
+/// (vectorised); the planes in f64.
+fn channel_grad_sums(
     (n, channels, hw): (usize, usize, usize),
     c: usize,
-    u: &[f32],
-    v: &[f32],
-    f: impl Fn(f32, f32) -> f32 + Copy,
-) -> f64 {
-    (0..n)
-        .map(|ni| {
-            let at = (ni * channels + c) * hw;
-            sum_map2(&u[at..at + hw], &v[at..at + hw], f) as f64
-        })
-        .sum()
+    (dy, x): (&[f32], &[f32]),
+    mu: f32,
+    gate: impl Fn(f32, f32) -> f32 + Copy,
+) -> (f64, f64) {
+    (0..n).fold((0.0, 0.0), |(sum, sum_x), ni| {
+        let at = (ni * channels + c) * hw;
+        let (g, x) = (&dy[at..at + hw], &x[at..at + hw]);
+        let plane_sum = sum_map2(g, x, gate);
+        let plane_sum_x = sum_map2(g, x, |g, v| gate(g, v) * (v - mu));
+        (sum + plane_sum as f64, sum_x + plane_sum_x as f64)
+    })
 }
 
 /// One plane's contribution to its channel's statistics: the plane's sum, and the sum of
@@ -186,32 +189,51 @@ fn affine_add_relu_planes(x: &[f32], r: &[f32], coef: &[(f32, f32, f32)], hw: us
     write_planes(x.len(), hw, body)
 }
 
-/// `dy` where the forward's value before the ReLU was positive, else 0: `a[c]·x + d[c]`
-/// ([`affine_planes`]), plus the residual `r` if there was one ([`affine_add_relu_planes`]),
-/// recomputed with the forward's arithmetic.
-fn relu_mask(
+/// The ReLU's backward, recomputed from batch norm's input `x` with the forward's arithmetic
+/// ([`affine_planes`]): the output gradient `g` where `a·x + d` was positive, else 0.
+#[inline(always)]
+fn relu_gate((a, _, d): (f32, f32, f32)) -> impl Fn(f32, f32) -> f32 + Copy {
+    move |g, x| if a * x + d > 0.0 { g } else { 0.0 }
+}
+
+/// `dx[n, c, :] = a[c]·g + b[c]·x + d[c]` ([`affine_planes`]) with `g` the output gradient
+/// `dy` through the ReLU of [`affine_planes::<true>`] ([`relu_gate`], `fwd` its coefficients),
+/// so the masked `dy` is never written out.
+fn relu_grad_planes(
     dy: &[f32],
     x: &[f32],
-    r: Option<&[f32]>,
+    coef: &[(f32, f32, f32)],
+    fwd: &[(f32, f32, f32)],
+    hw: usize,
+) -> Vec<f32> {
+    let channels = coef.len();
+    let body = |p: usize, o: &mut [MaybeUninit<f32>]| {
+        let ((a, b, d), gate) = (coef[p % channels], relu_gate(fwd[p % channels]));
+        let (g, x) = (&dy[p * hw..(p + 1) * hw], &x[p * hw..(p + 1) * hw]);
+        for ((o, &g), &x) in o.iter_mut().zip(g).zip(x) {
+            o.write(a * gate(g, x) + b * x + d);
+        }
+    };
+    write_planes(dy.len(), hw, body)
+}
+
+/// `dy` where the forward's value before the ReLU, `a[c]·x + d[c] + r`
+/// ([`affine_add_relu_planes`]), was positive, else 0: the gradient of both batch norm's
+/// output and the residual `r`, written out because the residual's gradient is this map.
+fn residual_relu_mask(
+    dy: &[f32],
+    x: &[f32],
+    r: &[f32],
     coef: &[(f32, f32, f32)],
     hw: usize,
 ) -> Vec<f32> {
     let channels = coef.len();
     let body = |p: usize, o: &mut [MaybeUninit<f32>]| {
         let (a, _, d) = coef[p % channels];
-        let (g, x) = (&dy[p * hw..(p + 1) * hw], &x[p * hw..(p + 1) * hw]);
-        match r {
-            Some(r) => {
-                let r = &r[p * hw..(p + 1) * hw];
-                for (((o, &g), &x), &r) in o.iter_mut().zip(g).zip(x).zip(r) {
-                    o.write(if a * x + d + r > 0.0 { g } else { 0.0 });
-                }
-            }
-            None => {
-                for ((o, &g), &x) in o.iter_mut().zip(g).zip(x) {
-                    o.write(if a * x + d > 0.0 { g } else { 0.0 });
-                }
-            }
+        let span = p * hw..(p + 1) * hw;
+        let (g, x, r) = (&dy[span.clone()], &x[span.clone()], &r[span]);
+        for (((o, &g), &x), &r) in o.iter_mut().zip(g).zip(x).zip(r) {
+            o.write(if a * x + d + r > 0.0 { g } else { 0.0 });
         }
     };
     write_planes(dy.len(), hw, body)
@@ -427,18 +449,24 @@ impl Tensor {
         Tensor::from_op(y, self.shape(), &inputs, move |dy, needs| {
             let x_ref = x_t.data();
             let x: &[f32] = &x_ref;
-            // Through the ReLU: keep dy where the forward's `a·x + d (+ r)` was positive.
-            let masked = RELU.then(|| {
-                let r_ref = r_t.as_ref().map(|r| r.data());
-                relu_mask(dy, x, r_ref.as_ref().map(|r| &r[..]), &coef, hw)
-            });
+            // Through the ReLU: dy where the forward's `a·x + d (+ r)` was positive. With a
+            // residual the masked dy is also the residual's gradient, so it is written out;
+            // without one the mask is recomputed wherever dy is read (the sums, then dx), which
+            // spares writing a map and reading it twice.
+            let masked = r_t
+                .as_ref()
+                .map(|r| residual_relu_mask(dy, x, &r.data(), &coef, hw));
+            let gated = RELU && masked.is_none();
             let dy = masked.as_deref().unwrap_or(dy);
             // Σ dy and Σ dy·x̂ per channel.
             let sums = per_channel(c, m, |ci| {
                 let (mu, inv) = stats[ci];
-                let sum_dy = channel_sum(dims, ci, dy, dy, |g, _| g);
-                let sum_dy_xhat = channel_sum(dims, ci, dy, x, |g, v| g * (v - mu)) * inv as f64;
-                (sum_dy, sum_dy_xhat)
+                let (sum_dy, sum_dy_x) = if gated {
+                    channel_grad_sums(dims, ci, (dy, x), mu, relu_gate(coef[ci]))
+                } else {
+                    channel_grad_sums(dims, ci, (dy, x), mu, |g, _| g)
+                };
+                (sum_dy, sum_dy_x * inv as f64)
             });
             // dx needs the sums over the whole batch; γ's and β's gradients stay this rank's
             // part (the runner sums every parameter's gradient over the ranks).
@@ -453,7 +481,7 @@ impl Tensor {
                 _ => &sums[..],
             };
             let dx = needs[0].then(|| {
-                let coef: Vec<(f32, f32, f32)> = (0..c)
+                let grad_coef: Vec<(f32, f32, f32)> = (0..c)
                     .map(|ci| {
                         let (mu, inv) = stats[ci];
                         let a = gamma[ci] * inv;
@@ -468,7 +496,11 @@ impl Tensor {
                         (a, b, d)
                     })
                     .collect();
-                affine_planes::<false>(dy, training.then_some(x), &coef, hw)
+                if gated {
+                    relu_grad_planes(dy, x, &grad_coef, &coef, hw)
+                } else {
+                    affine_planes::<false>(dy, training.then_some(x), &grad_coef, hw)
+                }
             });
             let dgamma = needs[1].then(|| sums.iter().map(|s| s.1 as f32).collect());
             let dbeta = needs[2].then(|| sums.iter().map(|s| s.0 as f32).collect());

@@ -1,0 +1,71 @@
+//! Criterion bench of training-mode batch norm fused with what follows it in a ResNet:
+//! `batch_norm2d_relu` (after a block's first convolution) and `batch_norm2d_add_relu` (the
+//! end of a residual block), forward + backward, at the first stage of ResNet-18 at widths 16
+//! and 64 (both views of a batch of 128: 256 images; width 64 at batch 128 as in `conv`).
+//! These passes are memory-bound: throughput is in values of the feature map per second, and
+//! a narrow network spends more of its step here than a wide one (its convolutions' flops
+//! shrink with the square of the width, these passes only with the width).
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use rand::{rngs::StdRng, SeedableRng};
+use simclr_tensor::{BatchNormStats, Tensor};
+
+/// `(name, feature map shape)`.
+const SHAPES: &[(&str, [usize; 4])] = &[
+    ("16x32x32_b256", [256, 16, 32, 32]),
+    ("64x32x32_b128", [128, 64, 32, 32]),
+];
+
+/// A scalar whose backward hands `gy` to `y` unchanged: `backward()` from it runs `y`'s
+/// backward with `dy = gy` (as in `conv`: no loss reduction is timed).
+fn inject(y: &Tensor, gy: Vec<f32>) -> Tensor {
+    Tensor::from_op(vec![0.0], &[], &[y], move |_, _| vec![Some(gy)])
+}
+
+fn bench_batch_norm(c: &mut Criterion) {
+    // As in a training run: freed buffers stay in the heap, so steps do not page-fault.
+    simclr_tensor::memory::reuse_freed_memory();
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut group = c.benchmark_group("batch_norm2d");
+    group.sample_size(20);
+    for &(name, shape) in SHAPES {
+        let channels = shape[1];
+        let x = Tensor::randn(&shape, &mut rng).set_requires_grad(true);
+        let residual = Tensor::randn(&shape, &mut rng).set_requires_grad(true);
+        let gamma = Tensor::ones(&[channels]).set_requires_grad(true);
+        let beta = Tensor::zeros(&[channels]).set_requires_grad(true);
+        let (mean, var) = (Tensor::zeros(&[channels]), Tensor::ones(&[channels]));
+        let gy = Tensor::randn(&shape, &mut rng).to_vec();
+        let operands = [&x, &residual, &gamma, &beta];
+        group.throughput(Throughput::Elements(x.numel() as u64));
+        let id = BenchmarkId::new("relu_forward_backward", name);
+        group.bench_function(id, |b| {
+            b.iter_batched(
+                || gy.clone(),
+                |gy| {
+                    operands.iter().for_each(|t| t.zero_grad());
+                    let y = x.batch_norm2d_relu(&gamma, &beta, BatchNormStats::new(&mean, &var));
+                    inject(&y, gy).backward();
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        let id = BenchmarkId::new("add_relu_forward_backward", name);
+        group.bench_function(id, |b| {
+            b.iter_batched(
+                || gy.clone(),
+                |gy| {
+                    operands.iter().for_each(|t| t.zero_grad());
+                    let stats = BatchNormStats::new(&mean, &var);
+                    let y = x.batch_norm2d_add_relu(&residual, &gamma, &beta, stats);
+                    inject(&y, gy).backward();
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_batch_norm);
+criterion_main!(benches);
