@@ -10,17 +10,14 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use rand::{rngs::StdRng, SeedableRng};
 use simclr_tensor::{BatchNormStats, Tensor};
 
+mod support;
+use support::inject;
+
 /// `(name, feature map shape)`.
 const SHAPES: &[(&str, [usize; 4])] = &[
     ("16x32x32_b256", [256, 16, 32, 32]),
     ("64x32x32_b128", [128, 64, 32, 32]),
 ];
-
-/// A scalar whose backward hands `gy` to `y` unchanged: `backward()` from it runs `y`'s
-/// backward with `dy = gy` (as in `conv`: no loss reduction is timed).
-fn inject(y: &Tensor, gy: Vec<f32>) -> Tensor {
-    Tensor::from_op(vec![0.0], &[], &[y], move |_, _| vec![Some(gy)])
-}
 
 fn bench_batch_norm(c: &mut Criterion) {
     // As in a training run: freed buffers stay in the heap, so steps do not page-fault.
@@ -38,31 +35,26 @@ fn bench_batch_norm(c: &mut Criterion) {
         let gy = Tensor::randn(&shape, &mut rng).to_vec();
         let operands = [&x, &residual, &gamma, &beta];
         group.throughput(Throughput::Elements(x.numel() as u64));
-        let id = BenchmarkId::new("relu_forward_backward", name);
-        group.bench_function(id, |b| {
-            b.iter_batched(
-                || gy.clone(),
-                |gy| {
-                    operands.iter().for_each(|t| t.zero_grad());
-                    let y = x.batch_norm2d_relu(&gamma, &beta, BatchNormStats::new(&mean, &var));
-                    inject(&y, gy).backward();
-                },
-                BatchSize::LargeInput,
-            )
-        });
-        let id = BenchmarkId::new("add_relu_forward_backward", name);
-        group.bench_function(id, |b| {
-            b.iter_batched(
-                || gy.clone(),
-                |gy| {
-                    operands.iter().for_each(|t| t.zero_grad());
-                    let stats = BatchNormStats::new(&mean, &var);
-                    let y = x.batch_norm2d_add_relu(&residual, &gamma, &beta, stats);
-                    inject(&y, gy).backward();
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        // The end of a block's first half, and of a residual block.
+        let relu = || x.batch_norm2d_relu(&gamma, &beta, BatchNormStats::new(&mean, &var));
+        let add_relu = || {
+            let stats = BatchNormStats::new(&mean, &var);
+            x.batch_norm2d_add_relu(&residual, &gamma, &beta, stats)
+        };
+        let ops: [(&str, &dyn Fn() -> Tensor); 2] = [("relu", &relu), ("add_relu", &add_relu)];
+        for (op, forward) in ops {
+            let id = BenchmarkId::new(format!("{op}_forward_backward"), name);
+            group.bench_function(id, |b| {
+                b.iter_batched(
+                    || gy.clone(),
+                    |gy| {
+                        operands.iter().for_each(|t| t.zero_grad());
+                        inject(&forward(), gy).backward();
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
     }
     group.finish();
 }

@@ -49,6 +49,9 @@ use rand::{rngs::StdRng, SeedableRng};
 use simclr_tensor::ops::conv2d::{force_path, ConvPath, Tile};
 use simclr_tensor::{no_grad, Tensor};
 
+mod support;
+use support::inject;
+
 /// `(name, input shape, Cout, stride)`.
 const CONVS: &[(&str, [usize; 4], usize, usize)] = &[
     ("1to32_28x28_b256", [256, 1, 28, 28], 32, 1),
@@ -78,12 +81,6 @@ const PATHS: &[(&str, ConvPath)] = &[
     ("_winograd2", ConvPath::Winograd(Tile::F2)),
     ("_winograd4", ConvPath::Winograd(Tile::F4)),
 ];
-
-/// A scalar whose backward hands `gy` to `y` unchanged: `backward()` from it runs `y`'s
-/// backward with `dy = gy`.
-fn inject(y: &Tensor, gy: Vec<f32>) -> Tensor {
-    Tensor::from_op(vec![0.0], &[], &[y], move |_, _| vec![Some(gy)])
-}
 
 fn bench_conv(c: &mut Criterion) {
     // As in a training run: freed buffers stay in the heap, so each iteration's output and
