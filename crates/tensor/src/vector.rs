@@ -68,7 +68,8 @@ pub fn transpose(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
 
 /// `dst[j·dst_stride + i] = src[i·src_stride + j]` for `i < rows`, `j < cols`: whole 16 × 16
 /// blocks with the CPU's vector shuffles ([`crate::gemm::transpose_block`]), so neither side
-/// strides through memory one value per cache line; the edges value by value.
+/// strides through memory one value per cache line, then 8 × 8 blocks along the edges (24
+/// channels are a 16-block and an 8-block), the last few rows and columns value by value.
 pub fn transpose_strided(
     src: &[f32],
     rows: usize,
@@ -77,14 +78,27 @@ pub fn transpose_strided(
     dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
 ) {
-    const T: usize = crate::gemm::TRANSPOSE_BLOCK;
-    let (full_rows, full_cols) = (rows - rows % T, cols - cols % T);
-    for i0 in (0..full_rows).step_by(T) {
-        for j0 in (0..full_cols).step_by(T) {
+    use crate::gemm::transpose_block;
+    let (rows16, cols16) = (rows - rows % 16, cols - cols % 16);
+    let (rows8, cols8) = (rows - rows % 8, cols - cols % 8);
+    for i0 in (0..rows16).step_by(16) {
+        for j0 in (0..cols16).step_by(16) {
             let (from, to) = (i0 * src_stride + j0, j0 * dst_stride + i0);
-            crate::gemm::transpose_block(&src[from..], src_stride, &mut dst[to..], dst_stride);
+            transpose_block::<16>(&src[from..], src_stride, &mut dst[to..], dst_stride);
         }
     }
+    // The 8-wide strips right of and below the 16 × 16 blocks.
+    let blocks8 =
+        |dst: &mut [MaybeUninit<f32>], is: std::ops::Range<usize>, js: std::ops::Range<usize>| {
+            for i0 in is.step_by(8) {
+                for j0 in js.clone().step_by(8) {
+                    let (from, to) = (i0 * src_stride + j0, j0 * dst_stride + i0);
+                    transpose_block::<8>(&src[from..], src_stride, &mut dst[to..], dst_stride);
+                }
+            }
+        };
+    blocks8(dst, 0..rows8, cols16..cols8);
+    blocks8(dst, rows16..rows8, 0..cols16);
     let edge =
         |dst: &mut [MaybeUninit<f32>], is: std::ops::Range<usize>, js: std::ops::Range<usize>| {
             for i in is {
@@ -93,8 +107,8 @@ pub fn transpose_strided(
                 }
             }
         };
-    edge(dst, 0..full_rows, full_cols..cols);
-    edge(dst, full_rows..rows, 0..cols);
+    edge(dst, 0..rows8, cols8..cols);
+    edge(dst, rows8..rows, 0..cols);
 }
 
 #[cfg(test)]
@@ -114,7 +128,15 @@ mod tests {
 
     #[test]
     fn transpose_of_a_ragged_shape() {
-        for (rows, cols) in [(19, 35), (32, 48), (5, 3), (16, 17)] {
+        for (rows, cols) in [
+            (19, 35),
+            (32, 48),
+            (5, 3),
+            (16, 17),
+            (24, 40),
+            (40, 27),
+            (8, 8),
+        ] {
             let x: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
             let mut t = vec![0.0; rows * cols];
             transpose(&x, rows, cols, &mut t);

@@ -306,6 +306,29 @@ pub(crate) fn transpose_block(
     );
 }
 
+/// [`transpose_block`] for an `8 × 8` block: the 8-wide edges of a matrix transposed in 16 × 16
+/// blocks ([`crate::vector::transpose_strided`] on 24 channels, or 24-pixel rows).
+pub(crate) fn transpose_block8(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [MaybeUninit<f32>],
+    dst_stride: usize,
+) {
+    assert!(7 * src_stride + 8 <= src.len() && 7 * dst_stride + 8 <= dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detected() != Isa::Portable {
+        let rows = std::array::from_fn(|i| src[i * src_stride..].as_ptr());
+        // SAFETY: the CPU has AVX2 (every CPU with AVX-512 has it too); every row and the
+        // output were checked above.
+        return unsafe { avx2::transpose8(rows, dst.as_mut_ptr().cast(), dst_stride) };
+    }
+    for i in 0..8 {
+        for j in 0..8 {
+            dst[j * dst_stride + i].write(src[i * src_stride + j]);
+        }
+    }
+}
+
 /// [`transpose_block`] with each source row wherever it is: row `i` is
 /// `src[starts[i]..][..16]` (the rows of a gathered matrix).
 pub(crate) fn transpose_rows(
@@ -621,7 +644,7 @@ mod avx2 {
     /// AVX2; 8 values readable at each of `src` and 8 rows of 8 writable at `dst`.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn transpose8(src: [*const f32; 8], dst: *mut f32, dst_stride: usize) {
+    pub unsafe fn transpose8(src: [*const f32; 8], dst: *mut f32, dst_stride: usize) {
         // SAFETY: the caller guarantees 8 readable values in each row.
         let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src[i]) });
         let t: [__m256; 8] = std::array::from_fn(|i| {
@@ -780,5 +803,12 @@ mod tests {
         let mut strided = vec![0.0; 16 * 16];
         transpose_block(&src, 21, as_uninit(&mut strided), 16);
         assert_eq!(strided[3 * 16 + 5], src[5 * 21 + 3]);
+        let mut eight = vec![0.0; 8 * 11];
+        transpose_block8(&src, 13, as_uninit(&mut eight), 11);
+        for i in 0..8 {
+            for j in 0..8 {
+                assert_eq!(eight[j * 11 + i], src[i * 13 + j], "8 × 8 ({i}, {j})");
+            }
+        }
     }
 }

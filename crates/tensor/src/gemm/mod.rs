@@ -26,23 +26,24 @@ mod blocked;
 #[cfg(not(feature = "openblas"))]
 mod kernel;
 
-/// Side of the blocks [`transpose_block`] turns.
-pub(crate) const TRANSPOSE_BLOCK: usize = 16;
-
-/// Writes the transpose of a 16 × 16 block: row `i` of the source is
-/// `src[i·src_stride..][..16]`, row `j` of the result goes to `dst[j·dst_stride..][..16]`. With
+/// Writes the transpose of a `B × B` block, `B` = 16 or 8: row `i` of the source is
+/// `src[i·src_stride..][..B]`, row `j` of the result goes to `dst[j·dst_stride..][..B]`. With
 /// the built-in GEMM, the packing's register shuffles (AVX-512 or AVX2); with OpenBLAS a loop.
-pub(crate) fn transpose_block(
+pub(crate) fn transpose_block<const B: usize>(
     src: &[f32],
     src_stride: usize,
     dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
 ) {
     #[cfg(not(feature = "openblas"))]
-    kernel::transpose_block(src, src_stride, dst, dst_stride);
+    match B {
+        16 => kernel::transpose_block(src, src_stride, dst, dst_stride),
+        8 => kernel::transpose_block8(src, src_stride, dst, dst_stride),
+        _ => unreachable!("transpose blocks are 16 or 8 wide"),
+    }
     #[cfg(feature = "openblas")]
-    for i in 0..TRANSPOSE_BLOCK {
-        for j in 0..TRANSPOSE_BLOCK {
+    for i in 0..B {
+        for j in 0..B {
             dst[j * dst_stride + i].write(src[i * src_stride + j]);
         }
     }
