@@ -78,27 +78,34 @@ pub fn transpose_strided(
     dst: &mut [MaybeUninit<f32>],
     dst_stride: usize,
 ) {
-    use crate::gemm::transpose_block;
-    let (rows16, cols16) = (rows - rows % 16, cols - cols % 16);
-    let (rows8, cols8) = (rows - rows % 8, cols - cols % 8);
-    for i0 in (0..rows16).step_by(16) {
-        for j0 in (0..cols16).step_by(16) {
-            let (from, to) = (i0 * src_stride + j0, j0 * dst_stride + i0);
-            transpose_block::<16>(&src[from..], src_stride, &mut dst[to..], dst_stride);
+    /// Transposes the `B × B` blocks whose corners are rows `is` × columns `js` (step `B`).
+    fn blocks<const B: usize>(
+        src: &[f32],
+        src_stride: usize,
+        dst: &mut [MaybeUninit<f32>],
+        dst_stride: usize,
+        is: std::ops::Range<usize>,
+        js: std::ops::Range<usize>,
+    ) {
+        for i0 in is.step_by(B) {
+            for j0 in js.clone().step_by(B) {
+                let (from, to) = (i0 * src_stride + j0, j0 * dst_stride + i0);
+                crate::gemm::transpose_block::<B>(
+                    &src[from..],
+                    src_stride,
+                    &mut dst[to..],
+                    dst_stride,
+                );
+            }
         }
     }
+    let (rows16, cols16) = (rows - rows % 16, cols - cols % 16);
+    let (rows8, cols8) = (rows - rows % 8, cols - cols % 8);
+    let (ss, ds) = (src_stride, dst_stride);
+    blocks::<16>(src, ss, dst, ds, 0..rows16, 0..cols16);
     // The 8-wide strips right of and below the 16 × 16 blocks.
-    let blocks8 =
-        |dst: &mut [MaybeUninit<f32>], is: std::ops::Range<usize>, js: std::ops::Range<usize>| {
-            for i0 in is.step_by(8) {
-                for j0 in js.clone().step_by(8) {
-                    let (from, to) = (i0 * src_stride + j0, j0 * dst_stride + i0);
-                    transpose_block::<8>(&src[from..], src_stride, &mut dst[to..], dst_stride);
-                }
-            }
-        };
-    blocks8(dst, 0..rows8, cols16..cols8);
-    blocks8(dst, rows16..rows8, 0..cols16);
+    blocks::<8>(src, ss, dst, ds, 0..rows8, cols16..cols8);
+    blocks::<8>(src, ss, dst, ds, rows16..rows8, 0..cols16);
     let edge =
         |dst: &mut [MaybeUninit<f32>], is: std::ops::Range<usize>, js: std::ops::Range<usize>| {
             for i in is {
