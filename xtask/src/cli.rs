@@ -212,6 +212,20 @@ pub struct ExperimentArgs {
 pub struct MnistArgs {
     #[command(flatten)]
     pub common: ExperimentArgs,
+    /// Channels of the encoder's two convolutions, `C1,C2` [default: the report's, 32,64].
+    #[arg(long, value_parser = parse_widths)]
+    pub widths: Option<[usize; 2]>,
+}
+
+/// `C1,C2` as two channel counts.
+fn parse_widths(s: &str) -> Result<[usize; 2], String> {
+    let widths: Option<Vec<usize>> = s.split(',').map(|w| w.trim().parse().ok()).collect();
+    match widths.as_deref() {
+        Some(&[c1, c2]) => Ok([c1, c2]),
+        _ => Err(format!(
+            "expected two channel counts such as 32,128, got `{s}`"
+        )),
+    }
 }
 
 /// The ResNet depth of the CIFAR-10 encoder.

@@ -15,6 +15,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use simclr_data::{DatasetKind, Recipe};
+use simclr_nn::MnistEncoder;
 
 use crate::cli::{OptimizerKind, Preset, ScheduleKind};
 use crate::settings::ResNetSpec;
@@ -88,6 +89,11 @@ pub(crate) struct RunConfig {
     /// Whether the linear head sees standardised features (before the option: raw ones).
     #[serde(default)]
     pub standardized_features: bool,
+    /// The MNIST CNN's two convolution widths (`None` for CIFAR-10, and in an MNIST run
+    /// recorded before `--widths`, whose encoder had the report's: see
+    /// [`RunConfig::mnist_encoder_widths`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mnist_widths: Option<[usize; 2]>,
     /// CIFAR-10's encoder (`None`: the MNIST CNN).
     pub resnet: Option<ResNetSpec>,
     /// Informational: the commit of the code that wrote the file.
@@ -138,6 +144,12 @@ impl RunConfig {
         })
     }
 
+    /// The channels of the MNIST encoder's two convolutions in this run (the report's if
+    /// the file predates `--widths`; meaningless for a CIFAR-10 run).
+    pub fn mnist_encoder_widths(&self) -> [usize; 2] {
+        self.mnist_widths.unwrap_or(MnistEncoder::REPORT_WIDTHS)
+    }
+
     /// Whether `self` and `given` agree on each setting a resumed run must keep, by its name
     /// in `config.json`. Epochs may grow under a constant rate (under `given`'s schedule);
     /// the probe, the baselines, the kNN options, the thread count and the checkpoint
@@ -147,6 +159,10 @@ impl RunConfig {
         let mut agreement = vec![
             ("dataset", a.dataset == b.dataset),
             ("preset", a.preset == b.preset),
+            (
+                "mnist_widths",
+                a.mnist_encoder_widths() == b.mnist_encoder_widths(),
+            ),
             ("encoder", a.encoder == b.encoder),
             ("recipe", a.recipe == b.recipe),
             ("crop_scale", a.crop_scale == b.crop_scale),
@@ -160,6 +176,10 @@ impl RunConfig {
             ("pretrain_range", a.pretrain_range == b.pretrain_range),
             ("limit", a.limit == b.limit),
             ("seed", a.seed == b.seed),
+            (
+                "mnist_widths",
+                a.mnist_encoder_widths() == b.mnist_encoder_widths(),
+            ),
             ("resnet", a.resnet == b.resnet),
         ];
         if b.schedule != ScheduleKind::Constant {
@@ -459,8 +479,10 @@ pub(crate) mod tests {
 
     #[test]
     fn every_setting_is_either_run_defining_or_free_to_change() {
+        // Every key written, the optional ones included.
         let config = RunConfig {
             checkpoint_minutes: Some(10.0),
+            mnist_widths: Some([32, 64]),
             ..parsed(CIFAR_CONFIG)
         };
         let agreement = config.run_defining_agreement(&config);

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use simclr_contrastive::SimClr;
 use simclr_data::{Augmenter, DatasetKind, Recipe, Split};
 use simclr_nn::checkpoint::{self, LoadOptions};
-use simclr_nn::{Adam, AdamConfig, Lars, LarsConfig, Optimizer, Schedule, Sgd, SgdConfig};
+use simclr_nn::{
+    Adam, AdamConfig, Lars, LarsConfig, MnistEncoder, Optimizer, Schedule, Sgd, SgdConfig,
+};
 
 use crate::cli::{Arch, CifarArgs, ExperimentArgs, MnistArgs, OptimizerKind, Preset, ScheduleKind};
 use crate::run_config::{Contradiction, RunConfig};
@@ -38,6 +40,8 @@ struct Defaults {
     /// CIFAR-10 only: the ResNet's depth and base width.
     arch: Arch,
     width: usize,
+    /// MNIST only: the channels of the encoder's two convolutions.
+    mnist_widths: [usize; 2],
     /// Whether the k-means / GMM baselines run (`--no-baselines` turns them off).
     baselines: bool,
 }
@@ -63,6 +67,7 @@ impl Defaults {
             full_size_epochs: 0,
             arch: Arch::Resnet18,
             width: 64,
+            mnist_widths: MnistEncoder::REPORT_WIDTHS,
             baselines: true,
         };
         Ok(match (preset, kind) {
@@ -107,7 +112,8 @@ impl Defaults {
 impl Defaults {
     /// The settings of the stored run `config`, in place of these defaults. Only a run
     /// without a ResNet keeps the preset's depth and width (a CIFAR-10 command refuses to
-    /// resume such a run, by its dataset).
+    /// resume such a run, by its dataset); an MNIST run recorded before `--widths` had the
+    /// report's.
     fn overridden_by(self, config: &RunConfig) -> Defaults {
         let (arch, width) = config
             .resnet
@@ -127,6 +133,7 @@ impl Defaults {
             full_size_epochs: config.full_size_epochs,
             arch,
             width,
+            mnist_widths: config.mnist_encoder_widths(),
             baselines: config.baselines,
         }
     }
@@ -154,8 +161,23 @@ pub struct Experiment {
     pub(crate) full_size_epochs: usize,
     pub(crate) baselines: bool,
     pub(crate) split: Split,
+    /// MNIST only: the channels of the encoder's two convolutions.
+    pub(crate) mnist_widths: Option<[usize; 2]>,
     /// CIFAR-10 only: the encoder.
     pub(crate) resnet: Option<ResNetSpec>,
+}
+
+/// The encoder flags of a command: MNIST's convolution widths or CIFAR-10's ResNet, each
+/// `None` where the preset (or the resumed run) decides.
+enum EncoderFlags {
+    Mnist {
+        widths: Option<[usize; 2]>,
+    },
+    ResNet {
+        arch: Option<Arch>,
+        width: Option<usize>,
+        pretrained: Option<PathBuf>,
+    },
 }
 
 /// A CIFAR-10 run's encoder: depth, base width and the weights it starts from.
@@ -178,7 +200,12 @@ impl ResNetSpec {
 impl Experiment {
     /// The MNIST experiment from its command-line arguments.
     pub fn mnist(args: MnistArgs) -> Result<Experiment> {
-        Experiment::new(DatasetKind::Mnist, args.common, None)
+        let widths = args.widths;
+        Experiment::new(
+            DatasetKind::Mnist,
+            args.common,
+            EncoderFlags::Mnist { widths },
+        )
     }
 
     /// The CIFAR-10 experiment from its command-line arguments.
@@ -186,15 +213,15 @@ impl Experiment {
         Experiment::new(
             DatasetKind::Cifar10,
             args.common,
-            Some((args.arch, args.width, args.pretrained)),
+            EncoderFlags::ResNet {
+                arch: args.arch,
+                width: args.width,
+                pretrained: args.pretrained,
+            },
         )
     }
 
-    fn new(
-        kind: DatasetKind,
-        args: ExperimentArgs,
-        resnet: Option<(Option<Arch>, Option<usize>, Option<PathBuf>)>,
-    ) -> Result<Experiment> {
+    fn new(kind: DatasetKind, args: ExperimentArgs, encoder: EncoderFlags) -> Result<Experiment> {
         // A resumed run's own settings are the defaults; a flag that contradicts one of them
         // is refused later (`check_same_run`), before anything is written.
         let stored = match &args.resume {
@@ -273,9 +300,19 @@ impl Experiment {
             Some(OptimizerKind::Adam | OptimizerKind::Adamw) => ScheduleKind::Constant,
             None => d.schedule,
         });
-        let resnet = match resnet {
-            None => None,
-            Some((arch, width, pretrained)) => {
+        let (mnist_widths, resnet) = match encoder {
+            EncoderFlags::Mnist { widths } => {
+                let widths = widths.unwrap_or(d.mnist_widths);
+                if widths.contains(&0) {
+                    bail!("--widths must be at least 1 channel each, got {widths:?}");
+                }
+                (Some(widths), None)
+            }
+            EncoderFlags::ResNet {
+                arch,
+                width,
+                pretrained,
+            } => {
                 let arch = arch.unwrap_or(d.arch);
                 let width = width.unwrap_or(d.width);
                 if width == 0 {
@@ -283,11 +320,12 @@ impl Experiment {
                 }
                 let batch = args.batch_size.unwrap_or(d.batch_size);
                 check_fits_in_memory(arch, width, batch)?;
-                Some(ResNetSpec {
+                let spec = ResNetSpec {
                     arch,
                     width,
                     pretrained,
-                })
+                };
+                (None, Some(spec))
             }
         };
         Ok(Experiment {
@@ -309,6 +347,7 @@ impl Experiment {
             baselines: d.baselines && !args.no_baselines,
             args,
             split,
+            mnist_widths,
             resnet,
         })
     }
@@ -319,7 +358,13 @@ impl Experiment {
 
     pub(crate) fn encoder_name(&self) -> String {
         match &self.resnet {
-            None => "MNIST CNN (Conv 1→32, Conv 32→64, Linear 3136→128)".into(),
+            None => {
+                let [c1, c2] = self.mnist_widths.unwrap_or(MnistEncoder::REPORT_WIDTHS);
+                format!(
+                    "MNIST CNN (Conv 1→{c1}, Conv {c1}→{c2}, Linear {}→128)",
+                    c2 * 49
+                )
+            }
             Some(r) => format!("{:?} (CIFAR stem, base width {})", r.arch, r.width).to_lowercase(),
         }
     }
@@ -351,7 +396,10 @@ impl Experiment {
     pub(crate) fn initialised_model(&self) -> SimClr {
         let mut rng = StdRng::seed_from_u64(self.seed);
         match &self.resnet {
-            None => SimClr::mnist(&mut rng),
+            None => SimClr::mnist_with_widths(
+                self.mnist_widths.unwrap_or(MnistEncoder::REPORT_WIDTHS),
+                &mut rng,
+            ),
             Some(r) => r.model(&mut rng),
         }
     }
@@ -439,6 +487,7 @@ impl Experiment {
             knn_monitor: a.knn_monitor,
             checkpoint_minutes: Some(a.checkpoint_minutes),
             standardized_features: !a.raw_features,
+            mnist_widths: self.mnist_widths,
             resnet: self.resnet.clone(),
             git_commit: git_commit(),
         }
@@ -559,6 +608,32 @@ mod tests {
     }
 
     #[test]
+    fn the_mnist_encoder_widths_come_from_the_preset_or_the_flag() {
+        let widths = |line: &str| parse(line).unwrap().mnist_widths;
+        assert_eq!(widths("mnist"), Some([32, 64]));
+        assert_eq!(widths("mnist --preset report"), Some([32, 64]));
+        assert_eq!(widths("mnist --preset best"), Some([32, 64]));
+        assert_eq!(widths("mnist --preset best --widths 16,48"), Some([16, 48]));
+        assert_eq!(widths("cifar10"), None);
+        let e = parse("mnist --preset best --widths 32,128").unwrap();
+        assert_eq!(
+            e.encoder_name(),
+            "MNIST CNN (Conv 1→32, Conv 32→128, Linear 6272→128)"
+        );
+        let parameters: usize = e
+            .initialised_model()
+            .encoder
+            .parameters()
+            .iter()
+            .map(|p| p.numel())
+            .sum();
+        assert_eq!(
+            parameters,
+            (9 + 1) * 32 + (32 * 9 + 1) * 128 + (6272 + 1) * 128
+        );
+    }
+
+    #[test]
     fn an_optimizer_flag_brings_its_schedule_unless_one_is_given() {
         let e = parse("mnist --optimizer lars --lr 1.0").unwrap();
         assert_eq!(e.schedule, ScheduleKind::WarmupCosine);
@@ -597,6 +672,26 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_mnist_run_keeps_its_encoder_widths() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = parse("mnist --preset best --widths 16,48").unwrap();
+        let stored = serde_json::to_string(&first.config()).unwrap();
+        std::fs::write(dir.path().join(RunConfig::FILE), stored).unwrap();
+        let resume = format!("mnist --resume {}", dir.path().display());
+        let resumed = parse(&resume).unwrap();
+        assert_eq!(resumed.mnist_widths, Some([16, 48]));
+        resumed
+            .check_same_run(dir.path(), &resumed.config())
+            .unwrap();
+        let changed = parse(&format!("{resume} --widths 32,128")).unwrap();
+        let err = changed
+            .check_same_run(dir.path(), &changed.config())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[16,48]") && err.contains("[32,128]"), "{err}");
+    }
+
+    #[test]
     fn a_config_reads_back_as_written() {
         for line in [
             "mnist",
@@ -622,7 +717,10 @@ mod tests {
             resumed.check_same_run(dir.path(), &config).unwrap();
             // Only what describes the process that wrote the file differs.
             let stored: RunConfig = serde_json::from_str(text).unwrap();
+            // An MNIST run from before `--widths` had the report's encoder, and now says so.
+            let mnist_widths = (command == "mnist").then_some(MnistEncoder::REPORT_WIDTHS);
             let expected = RunConfig {
+                mnist_widths,
                 threads: config.threads,
                 checkpoint_minutes: config.checkpoint_minutes,
                 git_commit: config.git_commit.clone(),
@@ -648,6 +746,9 @@ mod tests {
         assert!(err("cifar10 --width 18446744073709551615").contains("GiB"));
         assert!(err("mnist --epochs 0").contains("--epochs"));
         assert!(err("mnist --view-size 24").contains("--view-size"));
+        assert!(err("mnist --widths 0,64").contains("--widths"));
+        assert!(err("mnist --widths 32").contains("two channel counts"));
+        assert!(err("mnist --widths 32,64,128").contains("two channel counts"));
         assert!(err("cifar10 --view-size 4").contains("--view-size"));
     }
 }

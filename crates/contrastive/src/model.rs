@@ -37,7 +37,13 @@ impl SimClr {
 
     /// The report's MNIST model: the small CNN encoder (→128) and a 128→256→128 head.
     pub fn mnist(rng: &mut impl rand::Rng) -> SimClr {
-        let encoder = MnistEncoder::new(rng);
+        SimClr::mnist_with_widths(MnistEncoder::REPORT_WIDTHS, rng)
+    }
+
+    /// The same model with the encoder's convolutions `widths` channels wide
+    /// ([`MnistEncoder::with_widths`]).
+    pub fn mnist_with_widths(widths: [usize; 2], rng: &mut impl rand::Rng) -> SimClr {
+        let encoder = MnistEncoder::with_widths(widths, 128, rng);
         let dim = encoder.out_features();
         let head = ProjectionHead::new(dim, 256, 128, rng);
         SimClr::new(Box::new(encoder), dim, head)
