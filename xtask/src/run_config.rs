@@ -176,10 +176,6 @@ impl RunConfig {
             ("pretrain_range", a.pretrain_range == b.pretrain_range),
             ("limit", a.limit == b.limit),
             ("seed", a.seed == b.seed),
-            (
-                "mnist_widths",
-                a.mnist_encoder_widths() == b.mnist_encoder_widths(),
-            ),
             ("resnet", a.resnet == b.resnet),
         ];
         if b.schedule != ScheduleKind::Constant {

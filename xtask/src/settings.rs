@@ -200,12 +200,10 @@ impl ResNetSpec {
 impl Experiment {
     /// The MNIST experiment from its command-line arguments.
     pub fn mnist(args: MnistArgs) -> Result<Experiment> {
-        let widths = args.widths;
-        Experiment::new(
-            DatasetKind::Mnist,
-            args.common,
-            EncoderFlags::Mnist { widths },
-        )
+        let encoder = EncoderFlags::Mnist {
+            widths: args.widths,
+        };
+        Experiment::new(DatasetKind::Mnist, args.common, encoder)
     }
 
     /// The CIFAR-10 experiment from its command-line arguments.
