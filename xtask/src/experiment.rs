@@ -29,7 +29,7 @@ use crate::progress::Phase;
 use crate::report::{self, Reference, Results};
 use crate::run_config::RunConfig;
 use crate::run_dir::{Claim, RunDir};
-use crate::settings::Experiment;
+use crate::settings::{model_of, Experiment};
 
 /// Loads a dataset from `dir`, downloading missing files from the public mirrors, and checks
 /// the files' content against the published checksums: a difference is an error unless
@@ -638,11 +638,12 @@ fn encoder_of_run(run_dir: &Path, kind: DatasetKind) -> Result<SimClr> {
             run_dir.display()
         );
     }
-    let mut rng = StdRng::seed_from_u64(0);
-    let model = match &config.resnet {
-        None => SimClr::mnist(&mut rng),
-        Some(r) => r.model(&mut rng),
-    };
+    let widths = config.mnist_encoder_widths();
+    let model = model_of(
+        config.resnet.as_ref(),
+        widths,
+        &mut StdRng::seed_from_u64(0),
+    );
     let path = simclr_contrastive::checkpoint::checkpoint_path(run_dir);
     let options = LoadOptions {
         skip_unexpected_prefixes: vec!["optimizer.".into()],
@@ -677,6 +678,27 @@ mod tests {
             "{err:#}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_encoder_of_a_run_with_other_widths_loads_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = MNIST_CONFIG.replace(
+            "\"limit\": null,",
+            "\"limit\": null,\n  \"mnist_widths\": [8, 16],",
+        );
+        std::fs::write(dir.path().join(RunConfig::FILE), config).unwrap();
+        let trained = SimClr::mnist_with_widths([8, 16], &mut StdRng::seed_from_u64(5));
+        let path = simclr_contrastive::checkpoint::checkpoint_path(dir.path());
+        checkpoint::save(&path, &trained, None, &Default::default()).unwrap();
+        let loaded = encoder_of_run(dir.path(), DatasetKind::Mnist).unwrap();
+        let weights = |m: &SimClr| {
+            m.parameters()
+                .iter()
+                .map(|p| p.to_vec())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(weights(&loaded), weights(&trained));
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub struct Experiment {
     pub(crate) baselines: bool,
     pub(crate) split: Split,
     /// MNIST only: the channels of the encoder's two convolutions.
-    pub(crate) mnist_widths: Option<[usize; 2]>,
+    pub(crate) mnist_widths: [usize; 2],
     /// CIFAR-10 only: the encoder.
     pub(crate) resnet: Option<ResNetSpec>,
 }
@@ -194,6 +194,19 @@ impl ResNetSpec {
     pub fn model(&self, rng: &mut StdRng) -> SimClr {
         let encoder = self.arch.resnet(self.width, rng);
         SimClr::resnet(encoder, rng)
+    }
+}
+
+/// The model of a run's encoder settings — `resnet`'s ResNet, else the MNIST CNN with
+/// convolutions `mnist_widths` wide — its weights drawn from `rng`.
+pub(crate) fn model_of(
+    resnet: Option<&ResNetSpec>,
+    mnist_widths: [usize; 2],
+    rng: &mut StdRng,
+) -> SimClr {
+    match resnet {
+        Some(r) => r.model(rng),
+        None => SimClr::mnist_with_widths(mnist_widths, rng),
     }
 }
 
@@ -304,7 +317,7 @@ impl Experiment {
                 if widths.contains(&0) {
                     bail!("--widths must be at least 1 channel each, got {widths:?}");
                 }
-                (Some(widths), None)
+                (widths, None)
             }
             EncoderFlags::ResNet {
                 arch,
@@ -323,7 +336,7 @@ impl Experiment {
                     width,
                     pretrained,
                 };
-                (None, Some(spec))
+                (d.mnist_widths, Some(spec))
             }
         };
         Ok(Experiment {
@@ -357,7 +370,7 @@ impl Experiment {
     pub(crate) fn encoder_name(&self) -> String {
         match &self.resnet {
             None => {
-                let [c1, c2] = self.mnist_widths.unwrap_or(MnistEncoder::REPORT_WIDTHS);
+                let [c1, c2] = self.mnist_widths;
                 format!(
                     "MNIST CNN (Conv 1→{c1}, Conv {c1}→{c2}, Linear {}→128)",
                     c2 * 49
@@ -393,13 +406,7 @@ impl Experiment {
     /// The model with its seeded random initialisation only (no `--pretrained` weights).
     pub(crate) fn initialised_model(&self) -> SimClr {
         let mut rng = StdRng::seed_from_u64(self.seed);
-        match &self.resnet {
-            None => SimClr::mnist_with_widths(
-                self.mnist_widths.unwrap_or(MnistEncoder::REPORT_WIDTHS),
-                &mut rng,
-            ),
-            Some(r) => r.model(&mut rng),
-        }
+        model_of(self.resnet.as_ref(), self.mnist_widths, &mut rng)
     }
 
     pub(crate) fn optimizer(&self, params: Vec<simclr_tensor::Tensor>) -> Box<dyn Optimizer> {
@@ -485,7 +492,7 @@ impl Experiment {
             knn_monitor: a.knn_monitor,
             checkpoint_minutes: Some(a.checkpoint_minutes),
             standardized_features: !a.raw_features,
-            mnist_widths: self.mnist_widths,
+            mnist_widths: (self.kind == DatasetKind::Mnist).then_some(self.mnist_widths),
             resnet: self.resnet.clone(),
             git_commit: git_commit(),
         }
@@ -607,7 +614,7 @@ mod tests {
 
     #[test]
     fn the_mnist_encoder_widths_come_from_the_preset_or_the_flag() {
-        let widths = |line: &str| parse(line).unwrap().mnist_widths;
+        let widths = |line: &str| parse(line).unwrap().config().mnist_widths;
         assert_eq!(widths("mnist"), Some([32, 64]));
         assert_eq!(widths("mnist --preset report"), Some([32, 64]));
         assert_eq!(widths("mnist --preset best"), Some([32, 64]));
@@ -677,7 +684,7 @@ mod tests {
         std::fs::write(dir.path().join(RunConfig::FILE), stored).unwrap();
         let resume = format!("mnist --resume {}", dir.path().display());
         let resumed = parse(&resume).unwrap();
-        assert_eq!(resumed.mnist_widths, Some([16, 48]));
+        assert_eq!(resumed.mnist_widths, [16, 48]);
         resumed
             .check_same_run(dir.path(), &resumed.config())
             .unwrap();
