@@ -9,6 +9,11 @@
 //! GFLOP/s count the multiply-adds (×2) of the direct convolutions and linear layers: three
 //! times the forward's (forward, input gradient, weight gradient) for both views, whichever
 //! algorithm actually runs, so the rates of different models and of different kernels compare.
+//!
+//! On a shared host whose speed drifts, `--rounds N` runs the models in turn N times and
+//! reports each one's median round, and its rate relative to the first model's *in the same
+//! round* (median over the rounds): a ratio of neighbours in time, which the drift moves far
+//! less than the rates themselves.
 
 use std::time::Instant;
 
@@ -40,9 +45,16 @@ pub struct StepBench {
     pub peak_rss_mb: f64,
     /// Threads used.
     pub threads: usize,
+    /// Rounds measured (`--rounds`); the figures above are from the model's median round, the
+    /// peak memory the largest of any.
+    pub rounds: usize,
+    /// `gflop_per_s` over the first model's of the same round, median over the rounds (1 for
+    /// the first model itself).
+    pub rate_vs_first: f64,
 }
 
-/// Runs the bench: one child process per model, then a table or JSON lines.
+/// Runs the bench: one child process per model and round (or the one model here, once), then a
+/// table or JSON lines.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let models: Vec<&str> = args
         .models
@@ -50,62 +62,117 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .map(str::trim)
         .filter(|m| !m.is_empty())
         .collect();
-    let mut results = Vec::new();
-    if models.len() == 1 {
-        results.push(measure(models[0], args)?);
-    } else {
-        let exe = std::env::current_exe()?;
-        for model in &models {
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.args(["bench", "--json", "--models", model]);
-            cmd.args([
-                "--steps",
-                &args.steps.to_string(),
-                "--warmup",
-                &args.warmup.to_string(),
-            ]);
-            if let Some(t) = args.threads {
-                cmd.args(["--threads", &t.to_string()]);
-            }
-            cmd.args(["--image-size", &args.image_size.to_string()]);
-            let out = cmd
-                .output()
-                .context("cannot start the bench child process")?;
-            if !out.status.success() {
-                bail!(
-                    "bench of {model} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            let line = String::from_utf8_lossy(&out.stdout);
-            let value: serde_json::Value = serde_json::from_str(line.trim())
-                .with_context(|| format!("bench of {model} printed no JSON: {line}"))?;
-            results.push(serde_json::from_value::<StepBench>(value)?);
-        }
+    if models.is_empty() {
+        bail!("--models names no model");
     }
+    let rounds: Vec<Vec<StepBench>> = if models.len() == 1 && args.rounds == 1 {
+        vec![vec![measure(models[0], args)?]]
+    } else {
+        (0..args.rounds)
+            .map(|_| models.iter().map(|m| measure_in_child(m, args)).collect())
+            .collect::<Result<_>>()?
+    };
+    let results = summarise(rounds);
     if args.json {
         for r in &results {
             println!("{}", serde_json::to_string(r)?);
         }
     } else {
         println!(
-            "{:<13} {:>6} {:>10} {:>10} {:>8} {:>9} {:>8}",
-            "model", "batch", "step (s)", "images/s", "GFLOP/s", "peak MiB", "threads"
+            "{:<13} {:>6} {:>10} {:>10} {:>8} {:>9} {:>9} {:>8}",
+            "model", "batch", "step (s)", "images/s", "GFLOP/s", "vs first", "peak MiB", "threads"
         );
         for r in &results {
             println!(
-                "{:<13} {:>6} {:>10.4} {:>10.1} {:>8.1} {:>9.0} {:>8}",
+                "{:<13} {:>6} {:>10.4} {:>10.1} {:>8.1} {:>9.2} {:>9.0} {:>8}",
                 r.model,
                 r.batch,
                 r.step_seconds,
                 r.images_per_s,
                 r.gflop_per_s,
+                r.rate_vs_first,
                 r.peak_rss_mb,
                 r.threads
             );
         }
+        if let Some(first) = results.first().filter(|_| results.len() > 1) {
+            println!(
+                "(vs first: GFLOP/s over {}'s in the same round; median of {} round{})",
+                first.model,
+                first.rounds,
+                if first.rounds == 1 { "" } else { "s" }
+            );
+        }
     }
     Ok(())
+}
+
+/// [`measure`] in a child process of its own (so that its peak memory is its own).
+fn measure_in_child(model: &str, args: &BenchArgs) -> Result<StepBench> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(["bench", "--json", "--models", model]);
+    cmd.args([
+        "--steps",
+        &args.steps.to_string(),
+        "--warmup",
+        &args.warmup.to_string(),
+    ]);
+    if let Some(t) = args.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    cmd.args(["--image-size", &args.image_size.to_string()]);
+    let out = cmd
+        .output()
+        .context("cannot start the bench child process")?;
+    if !out.status.success() {
+        bail!(
+            "bench of {model} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let value: serde_json::Value = serde_json::from_str(line.trim())
+        .with_context(|| format!("bench of {model} printed no JSON: {line}"))?;
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Each model's median round (by step time), with the largest peak memory of its rounds, the
+/// number of rounds and its median rate relative to the first model of each round. `rounds`
+/// holds one measurement per model, in the same order, for every round.
+fn summarise(rounds: Vec<Vec<StepBench>>) -> Vec<StepBench> {
+    let n = rounds.len();
+    let ratios: Vec<Vec<f64>> = rounds
+        .iter()
+        .map(|round| {
+            let first = round[0].gflop_per_s;
+            round.iter().map(|r| r.gflop_per_s / first).collect()
+        })
+        .collect();
+    let models = rounds[0].len();
+    let mut by_model: Vec<Vec<StepBench>> = (0..models).map(|_| Vec::with_capacity(n)).collect();
+    for round in rounds {
+        for (j, r) in round.into_iter().enumerate() {
+            by_model[j].push(r);
+        }
+    }
+    by_model
+        .into_iter()
+        .enumerate()
+        .map(|(j, mut runs)| {
+            let peak = runs.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max);
+            runs.sort_by(|a, b| a.step_seconds.total_cmp(&b.step_seconds));
+            let mut vs_first: Vec<f64> = ratios.iter().map(|round| round[j]).collect();
+            vs_first.sort_by(f64::total_cmp);
+            let median = runs.swap_remove(n / 2);
+            StepBench {
+                peak_rss_mb: peak,
+                rounds: n,
+                rate_vs_first: vs_first[n / 2],
+                ..median
+            }
+        })
+        .collect()
 }
 
 /// Times `steps` training steps of `model` after `warmup` untimed ones.
@@ -163,6 +230,8 @@ fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
         gflop_per_s: gflop_per_step / median,
         peak_rss_mb: peak_rss_mb(),
         threads: rayon::current_num_threads(),
+        rounds: 1,
+        rate_vs_first: 1.0,
     })
 }
 
@@ -218,6 +287,65 @@ pub fn peak_rss_mb() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bench(model: &str, step_seconds: f64, gflop_per_step: f64, peak_rss_mb: f64) -> StepBench {
+        StepBench {
+            model: model.into(),
+            batch: 128,
+            step_seconds,
+            images_per_s: 128.0 / step_seconds,
+            gflop_per_step,
+            gflop_per_s: gflop_per_step / step_seconds,
+            peak_rss_mb,
+            threads: 2,
+            rounds: 1,
+            rate_vs_first: 1.0,
+        }
+    }
+
+    #[test]
+    fn rounds_give_each_model_its_median_round_and_a_rate_against_its_neighbour() {
+        // The host slows down 2× in round 2; "narrow" does 1/10 of the work in 1/4 of the time
+        // of "wide" in every round, so its rate against wide's stays 0.4 throughout.
+        let rounds = vec![
+            vec![
+                bench("wide", 1.0, 100.0, 900.0),
+                bench("narrow", 0.25, 10.0, 300.0),
+            ],
+            vec![
+                bench("wide", 2.0, 100.0, 950.0),
+                bench("narrow", 0.5, 10.0, 310.0),
+            ],
+            vec![
+                bench("wide", 1.2, 100.0, 920.0),
+                bench("narrow", 0.3, 10.0, 305.0),
+            ],
+        ];
+        let got = summarise(rounds);
+        assert_eq!(got.len(), 2);
+        let (wide, narrow) = (&got[0], &got[1]);
+        assert_eq!(
+            (wide.model.as_str(), narrow.model.as_str()),
+            ("wide", "narrow")
+        );
+        // The median round: 1.2 s and 0.3 s, with the rates and images/s of that round.
+        assert_eq!((wide.step_seconds, narrow.step_seconds), (1.2, 0.3));
+        assert!((narrow.images_per_s - 128.0 / 0.3).abs() < 1e-9);
+        assert!((narrow.gflop_per_s - 10.0 / 0.3).abs() < 1e-9);
+        // The largest peak memory of any round, and the count of rounds.
+        assert_eq!((wide.peak_rss_mb, narrow.peak_rss_mb), (950.0, 310.0));
+        assert_eq!((wide.rounds, narrow.rounds), (3, 3));
+        assert_eq!(wide.rate_vs_first, 1.0);
+        assert!((narrow.rate_vs_first - 0.4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn one_round_reports_the_measurement_itself() {
+        let got = summarise(vec![vec![bench("mnist", 0.1, 13.5, 72.0)]]);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].step_seconds, got[0].rounds), (0.1, 1));
+        assert_eq!(got[0].rate_vs_first, 1.0);
+    }
 
     #[test]
     fn flop_counts_match_the_published_figures() {

@@ -329,6 +329,11 @@ pub struct BenchArgs {
     /// Side of the ResNets' square input images.
     #[arg(long, default_value_t = 32)]
     pub image_size: usize,
+    /// Runs the models in turn this many times, each run in a fresh process, and reports each
+    /// model's median over the rounds and its GFLOP/s against the first model's of the same
+    /// round: a host whose speed drifts then slows the models alike.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
 }
 
 /// `cargo xtask show-augment`.
