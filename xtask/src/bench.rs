@@ -14,14 +14,19 @@
 //! reports each one's median round, and its rate relative to the first model's *in the same
 //! round* (median over the rounds): a ratio of neighbours in time, which the drift moves far
 //! less than the rates themselves.
+//!
+//! `--profile` adds where the time of one model's timed steps went, op by op
+//! ([`simclr_tensor::profile`]): forward and backward wall time per step, the optimizer, and
+//! what no op accounts for.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use simclr_contrastive::{nt_xent, SimClr};
 use simclr_nn::{Adam, AdamConfig, Module, Optimizer, ResNet};
+use simclr_tensor::profile::{self, OpTime};
 use simclr_tensor::Tensor;
 
 use crate::cli::BenchArgs;
@@ -65,8 +70,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if models.is_empty() {
         bail!("--models names no model");
     }
+    if args.profile && (models.len() > 1 || args.rounds > 1) {
+        bail!(
+            "--profile profiles one model in one round (got --models {} --rounds {})",
+            args.models,
+            args.rounds
+        );
+    }
+    let mut step_profile = None;
     let rounds: Vec<Vec<StepBench>> = if models.len() == 1 && args.rounds == 1 {
-        vec![vec![measure(models[0], args)?]]
+        let (bench, profile) = measure(models[0], args)?;
+        step_profile = profile;
+        vec![vec![bench]]
     } else {
         (0..args.rounds)
             .map(|_| models.iter().map(|m| measure_in_child(m, args)).collect())
@@ -104,7 +119,73 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             );
         }
     }
+    if let Some(p) = step_profile {
+        print!("{}", p.table(&results[0].model));
+    }
     Ok(())
+}
+
+/// Where the timed steps' time went ([`simclr_tensor::profile`]).
+struct StepProfile {
+    steps: usize,
+    /// Wall time of all the timed steps.
+    total: Duration,
+    /// Of which `zero_grad` and the optimizer's update.
+    optimizer: Duration,
+    ops: Vec<OpTime>,
+}
+
+impl StepProfile {
+    /// A table in milliseconds per step: each op's forward and backward, the optimizer, and
+    /// the rest (the graph walk's own bookkeeping, whatever ran outside ops).
+    fn table(&self, model: &str) -> String {
+        let per_step = |d: Duration| 1e3 * d.as_secs_f64() / self.steps as f64;
+        let total = per_step(self.total);
+        let share = |ms: f64| 100.0 * ms / total;
+        let mut out = format!(
+            "\nwhere a step of {model} goes ({} steps; ms per step):\n{:<58} {:>6} {:>9} {:>9} {:>9} {:>7}\n",
+            self.steps, "op", "calls", "forward", "backward", "total", "share"
+        );
+        let mut accounted = per_step(self.optimizer);
+        for op in &self.ops {
+            let (f, b) = (per_step(op.forward), per_step(op.backward));
+            accounted += f + b;
+            out += &format!(
+                "{:<58} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>6.1}%\n",
+                op.op,
+                op.calls / self.steps,
+                f,
+                b,
+                f + b,
+                share(f + b)
+            );
+        }
+        let optimizer = per_step(self.optimizer);
+        out += &format!(
+            "{:<58} {:>6} {:>9} {:>9} {:>9.2} {:>6.1}%\n",
+            "optimizer (zero_grad and step)",
+            "",
+            "",
+            "",
+            optimizer,
+            share(optimizer)
+        );
+        let rest = total - accounted;
+        out += &format!(
+            "{:<58} {:>6} {:>9} {:>9} {:>9.2} {:>6.1}%\n",
+            "in no op (graph walk, glue)",
+            "",
+            "",
+            "",
+            rest,
+            share(rest)
+        );
+        out += &format!(
+            "{:<58} {:>6} {:>9} {:>9} {:>9.2}\n",
+            "step", "", "", "", total
+        );
+        out
+    }
 }
 
 /// [`measure`] in a child process of its own (so that its peak memory is its own).
@@ -175,8 +256,9 @@ fn summarise(rounds: Vec<Vec<StepBench>>) -> Vec<StepBench> {
         .collect()
 }
 
-/// Times `steps` training steps of `model` after `warmup` untimed ones.
-fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
+/// Times `steps` training steps of `model` after `warmup` untimed ones (and profiles them with
+/// `--profile`).
+fn measure(model: &str, args: &BenchArgs) -> Result<(StepBench, Option<StepProfile>)> {
     let mut rng = StdRng::seed_from_u64(0);
     let side = args.image_size;
     let resnet = |blocks: [usize; 4], width: usize, rng: &mut StdRng| {
@@ -203,25 +285,42 @@ fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
     let gflop_per_step = 3.0 * 2.0 * batch as f64 * forward_flops / 1e9;
     let mut opt = Adam::new(simclr.parameters(), AdamConfig::adam(1e-3));
     let views = Tensor::randn(&[2 * batch, image[0], image[1], image[2]], &mut rng);
+    // One step; returns the time of its optimizer part (zero_grad and the update).
     let mut step = || {
+        let t = Instant::now();
         opt.zero_grad();
+        let mut optimizer = t.elapsed();
+        profile::mark();
         let loss = nt_xent(&simclr.forward(&views), 0.5);
         loss.backward();
+        let t = Instant::now();
         opt.step();
+        optimizer += t.elapsed();
+        optimizer
     };
     for _ in 0..args.warmup {
         step();
     }
+    if args.profile {
+        profile::start();
+    }
+    let mut optimizer = Duration::ZERO;
     let mut times: Vec<f64> = (0..args.steps.max(1))
         .map(|_| {
             let t = Instant::now();
-            step();
+            optimizer += step();
             t.elapsed().as_secs_f64()
         })
         .collect();
+    let step_profile = args.profile.then(|| StepProfile {
+        steps: times.len(),
+        total: Duration::from_secs_f64(times.iter().sum()),
+        optimizer,
+        ops: profile::stop(),
+    });
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    Ok(StepBench {
+    let bench = StepBench {
         model: model.into(),
         batch,
         step_seconds: median,
@@ -232,7 +331,8 @@ fn measure(model: &str, args: &BenchArgs) -> Result<StepBench> {
         threads: rayon::current_num_threads(),
         rounds: 1,
         rate_vs_first: 1.0,
-    })
+    };
+    Ok((bench, step_profile))
 }
 
 /// FLOPs (2 per multiply-add) of a `cin → cout` convolution with a `k × k` kernel and

@@ -334,6 +334,10 @@ pub struct BenchArgs {
     /// round: a host whose speed drifts then slows the models alike.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
+    /// Also print where the timed steps' time went, op by op: forward and backward wall time
+    /// per step (one model, one round).
+    #[arg(long, conflicts_with = "json")]
+    pub profile: bool,
 }
 
 /// `cargo xtask show-augment`.

@@ -13,7 +13,9 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
+use crate::profile;
 use crate::tensor::Tensor;
 
 /// Maps the gradient of an op's output to one gradient per input (`None` where an input needs
@@ -24,6 +26,8 @@ pub type BackwardFn = Box<dyn FnOnce(&[f32], &[bool]) -> Vec<Option<Vec<f32>>>>;
 pub(crate) struct Node {
     parents: Vec<Tensor>,
     backward: BackwardFn,
+    /// The op's name in the [profile](crate::profile) being collected when it was recorded.
+    profiled: Option<Rc<str>>,
 }
 
 thread_local! {
@@ -72,11 +76,13 @@ impl Tensor {
         parents: &[&Tensor],
         backward: impl FnOnce(&[f32], &[bool]) -> Vec<Option<Vec<f32>>> + 'static,
     ) -> Tensor {
+        let profiled = profile::forward_done(std::any::type_name_of_val(&backward));
         if is_grad_enabled() && parents.iter().any(|p| p.requires_grad()) {
             out.0.requires_grad.set(true);
             *out.0.node.borrow_mut() = Some(Node {
                 parents: parents.iter().map(|p| (*p).clone()).collect(),
                 backward: Box::new(backward),
+                profiled,
             });
         }
         out
@@ -120,6 +126,7 @@ pub(crate) fn backward(root: &Tensor) {
         panic!("backward: the tensor does not require grad (no parameter took part in computing it, or it was computed under no_grad)");
     }
     let order = topological_order(root);
+    profile::mark();
     let mut grads: HashMap<usize, Vec<f32>> = HashMap::new();
     grads.insert(root.id(), vec![1.0]);
     for t in order.iter().rev() {
@@ -129,7 +136,11 @@ pub(crate) fn backward(root: &Tensor) {
         let node = t.0.node.borrow_mut().take();
         match node {
             None => t.accumulate_grad(&grad),
-            Some(Node { parents, backward }) => {
+            Some(Node {
+                parents,
+                backward,
+                profiled,
+            }) => profile::backward_of(profiled.as_ref(), || {
                 let needs: Vec<bool> = parents.iter().map(Tensor::requires_grad).collect();
                 let parent_grads = backward(&grad, &needs);
                 debug_assert_eq!(parent_grads.len(), parents.len());
@@ -147,7 +158,8 @@ pub(crate) fn backward(root: &Tensor) {
                         }
                     }
                 }
-            }
+            }),
         }
     }
+    profile::mark();
 }

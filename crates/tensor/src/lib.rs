@@ -9,6 +9,7 @@
 //! 3. [`ops`]: the ops, each with the math of its forward and backward in its doc comment.
 //! 4. [`gemm`]: the matrix product the heavy kernels stand on.
 //! 5. [`gradcheck`]: how each op's backward is proven against finite differences.
+//! 6. [`profile`]: where a step's time goes, op by op (two hooks in [`autograd`]).
 //!
 //! ```
 //! use simclr_tensor::Tensor;
@@ -27,6 +28,7 @@ pub mod gradcheck;
 pub mod memory;
 pub mod ops;
 pub mod parallel;
+pub mod profile;
 pub mod shape;
 pub mod tensor;
 pub mod vector;

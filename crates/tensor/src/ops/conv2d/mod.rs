@@ -198,6 +198,27 @@ fn record(
     (x, weight, bias): (&Tensor, &Tensor, Option<&Tensor>),
     codes: Option<Vec<u8>>,
 ) -> Tensor {
+    crate::profile::describe(|| {
+        let stride = match g.stride {
+            1 => String::new(),
+            s => format!(", stride {s}"),
+        };
+        let pool = if codes.is_some() {
+            ", ReLU and max-pool"
+        } else {
+            ""
+        };
+        format!(
+            "{:?}, {}→{} {}×{}{stride} at {}×{}{pool}",
+            g.path(),
+            g.cin,
+            g.cout,
+            g.kh,
+            g.kw,
+            g.h,
+            g.w
+        )
+    });
     let mut parents = vec![x, weight];
     parents.extend(bias);
     let (x_t, w_t, bias_given) = (x.clone(), weight.clone(), bias.is_some());
