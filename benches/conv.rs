@@ -1,5 +1,6 @@
 //! Criterion bench of `Tensor::conv2d`: forward alone (under `no_grad`) and forward + backward,
-//! all 3×3 kernels with padding 1, at the layer shapes of the MNIST encoder and ResNet-18:
+//! 3×3 kernels with padding 1 and ResNet's 1×1 stride-2 shortcuts (no padding), at the layer
+//! shapes of the MNIST encoder and ResNet-18:
 //!
 //! | name | input | conv |
 //! |---|---|---|
@@ -21,6 +22,9 @@
 //! | `128to128_3x3_b256` | [256, 128, 3, 3] | stage 4 at 24-pixel views |
 //! | `3to16_24x24_b256` | [256, 3, 24, 24] | the stem at 24-pixel views |
 //! | `16to32_s2_24x24_b256` | [256, 16, 24, 24] | 16 → 32, stride 2, at 24-pixel views |
+//! | `16to32_s2_32x32_b256` | [256, 16, 32, 32] | 16 → 32, stride 2: the width-16 ResNet-18's first downsampling |
+//! | `16to32_1x1_s2_32x32_b256` | [256, 16, 32, 32] | its 1×1 stride-2 shortcut |
+//! | `64to128_1x1_s2_32x32_b128` | [128, 64, 32, 32] | the width-64 ResNet-18's first 1×1 stride-2 shortcut |
 //!
 //! Every 3×3 stride-1 shape with more than one input channel runs each path in turn, back to
 //! back (so that a shared machine's load hits them alike; compare the ratios, and repeat):
@@ -52,7 +56,8 @@ use simclr_tensor::{no_grad, Tensor};
 mod support;
 use support::inject;
 
-/// `(name, input shape, Cout, stride)`.
+/// `(name, input shape, Cout, stride)`: 3×3 kernels with padding 1, or, for names with `1x1`,
+/// a 1×1 kernel without padding.
 const CONVS: &[(&str, [usize; 4], usize, usize)] = &[
     ("1to32_28x28_b256", [256, 1, 28, 28], 32, 1),
     ("32to64_14x14_b256", [256, 32, 14, 14], 64, 1),
@@ -72,6 +77,9 @@ const CONVS: &[(&str, [usize; 4], usize, usize)] = &[
     ("128to128_3x3_b256", [256, 128, 3, 3], 128, 1),
     ("3to16_24x24_b256", [256, 3, 24, 24], 16, 1),
     ("16to32_s2_24x24_b256", [256, 16, 24, 24], 32, 2),
+    ("16to32_s2_32x32_b256", [256, 16, 32, 32], 32, 2),
+    ("16to32_1x1_s2_32x32_b256", [256, 16, 32, 32], 32, 2),
+    ("64to128_1x1_s2_32x32_b128", [128, 64, 32, 32], 128, 2),
 ];
 
 /// The paths a 3×3 stride-1 convolution can take, forced one after the other (suffix of the
@@ -96,17 +104,19 @@ fn bench_conv(c: &mut Criterion) {
     for &(name, xs, cout, stride) in CONVS {
         let cin = xs[1];
         let first_layer = cin == 1;
+        let (k, pad) = if name.contains("1x1") { (1, 0) } else { (3, 1) };
         let x = Tensor::randn(&xs, &mut rng).set_requires_grad(!first_layer);
-        let w = Tensor::randn(&[cout, cin, 3, 3], &mut rng)
-            .mul_scalar((2.0 / (cin * 9) as f32).sqrt())
+        let w = Tensor::randn(&[cout, cin, k, k], &mut rng)
+            .mul_scalar((2.0 / (cin * k * k) as f32).sqrt())
             .set_requires_grad(true);
         let b = Tensor::zeros(&[cout]).set_requires_grad(true);
+        // Both kinds keep `(size − 1)/stride + 1` pixels a side.
         let (ho, wo) = ((xs[2] - 1) / stride + 1, (xs[3] - 1) / stride + 1);
-        let flops = 2 * xs[0] * cout * ho * wo * cin * 9;
+        let flops = 2 * xs[0] * cout * ho * wo * cin * k * k;
         let gy = Tensor::randn(&[xs[0], cout, ho, wo], &mut rng).to_vec();
 
         // Shapes Winograd applies to run each path in turn, back to back.
-        let paths = if stride == 1 && !first_layer {
+        let paths = if stride == 1 && k == 3 && !first_layer {
             PATHS
         } else {
             &[("", ConvPath::Auto)][..]
@@ -116,7 +126,7 @@ fn bench_conv(c: &mut Criterion) {
             group.throughput(Throughput::Elements(flops as u64));
             let id = BenchmarkId::new(format!("forward{suffix}"), name);
             group.bench_function(id, |bench| {
-                bench.iter(|| no_grad(|| x.conv2d(&w, Some(&b), stride, 1)).numel())
+                bench.iter(|| no_grad(|| x.conv2d(&w, Some(&b), stride, pad)).numel())
             });
         }
         let passes = if first_layer { 2 } else { 3 };
@@ -131,7 +141,7 @@ fn bench_conv(c: &mut Criterion) {
                         for t in [&x, &w, &b] {
                             t.zero_grad();
                         }
-                        let y = x.conv2d(&w, Some(&b), stride, 1);
+                        let y = x.conv2d(&w, Some(&b), stride, pad);
                         inject(&y, gy).backward();
                     },
                     BatchSize::PerIteration,
