@@ -142,8 +142,14 @@ impl StepProfile {
         let per_step = |d: Duration| 1e3 * d.as_secs_f64() / self.steps as f64;
         let total = per_step(self.total);
         let share = |ms: f64| 100.0 * ms / total;
+        // The widest op name sets the first column (`chars`: names hold `×` and `→`).
+        let width = self
+            .ops
+            .iter()
+            .map(|o| o.op.chars().count())
+            .fold(30, usize::max);
         let mut out = format!(
-            "\nwhere a step of {model} goes ({} steps; ms per step):\n{:<58} {:>6} {:>9} {:>9} {:>9} {:>7}\n",
+            "\nwhere a step of {model} goes ({} steps; ms per step):\n{:<width$} {:>6} {:>9} {:>9} {:>9} {:>7}\n",
             self.steps, "op", "calls", "forward", "backward", "total", "share"
         );
         let mut accounted = per_step(self.optimizer);
@@ -151,7 +157,7 @@ impl StepProfile {
             let (f, b) = (per_step(op.forward), per_step(op.backward));
             accounted += f + b;
             out += &format!(
-                "{:<58} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>6.1}%\n",
+                "{:<width$} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>6.1}%\n",
                 op.op,
                 op.calls / self.steps,
                 f,
@@ -161,29 +167,14 @@ impl StepProfile {
             );
         }
         let optimizer = per_step(self.optimizer);
-        out += &format!(
-            "{:<58} {:>6} {:>9} {:>9} {:>9.2} {:>6.1}%\n",
-            "optimizer (zero_grad and step)",
-            "",
-            "",
-            "",
-            optimizer,
-            share(optimizer)
-        );
         let rest = total - accounted;
-        out += &format!(
-            "{:<58} {:>6} {:>9} {:>9} {:>9.2} {:>6.1}%\n",
-            "in no op (graph walk, glue)",
-            "",
-            "",
-            "",
-            rest,
-            share(rest)
-        );
-        out += &format!(
-            "{:<58} {:>6} {:>9} {:>9} {:>9.2}\n",
-            "step", "", "", "", total
-        );
+        for (label, ms) in [
+            ("optimizer (zero_grad and step)", optimizer),
+            ("in no op (graph walk, glue)", rest),
+        ] {
+            out += &format!("{label:<width$} {:>36.2} {:>6.1}%\n", ms, share(ms));
+        }
+        out += &format!("{:<width$} {total:>36.2}\n", "step");
         out
     }
 }
