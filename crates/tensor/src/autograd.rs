@@ -10,6 +10,9 @@
 //!
 //! Inside [`no_grad`] nothing is recorded: outputs are plain leaves, and the closures are
 //! dropped at once. Evaluation and optimizer updates run there.
+//!
+//! Those two places — an op entering the graph, its closure called by the walk — are also
+//! where [`crate::profile`] times each op's forward and backward, when it collects.
 
 use std::cell::Cell;
 use std::collections::HashMap;
