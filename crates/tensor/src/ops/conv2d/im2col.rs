@@ -11,6 +11,8 @@
 //!   the weight gradient is one GEMM over `images·P` pixels rather than many thin ones. The
 //!   group's output is computed into scratch and scattered to NCHW, bias added on the way.
 //! - A 1×1 kernel with stride 1 and no padding skips im2col: the image is the column matrix.
+//!   With a larger stride (ResNet's shortcuts) the column matrix is the image subsampled, read
+//!   straight from every `s`-th row ([`Geometry::subsamples`]).
 //!
 //! ## im2col over a band of rows
 //!
@@ -212,7 +214,38 @@ fn im2col_band(
     if g.stride == 1 {
         return im2col_band_stride1(g, x, oy0, oy1, cols, cols_stride);
     }
+    if g.subsamples() {
+        return im2col_band_subsampled(g, x, oy0, oy1, cols, cols_stride);
+    }
     im2col_band_strided(g, x, oy0, oy1, cols, cols_stride)
+}
+
+impl Geometry {
+    /// A strided 1×1 kernel without padding (ResNet's shortcuts): its column matrix is the
+    /// image subsampled, row `ci` holding `x[ci, oy·s, ox·s]`.
+    fn subsamples(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.pad == 0
+    }
+}
+
+/// [`im2col_band`] for a [subsampling](Geometry::subsamples) convolution: each output row is
+/// every `s`-th value of every `s`-th input row. (The phase split of [`im2col_band_strided`]
+/// would read all `s²` phases of every row to keep one.)
+fn im2col_band_subsampled(
+    g: &Geometry,
+    x: &[f32],
+    oy0: usize,
+    oy1: usize,
+    cols: &mut [f32],
+    cols_stride: usize,
+) {
+    let s = g.stride;
+    for (plane, row) in x.chunks_exact(g.h * g.w).zip(cols.chunks_mut(cols_stride)) {
+        for (oy, dst) in (oy0..oy1).zip(row.chunks_exact_mut(g.wo)) {
+            let src = plane[oy * s * g.w..][..g.w].iter().step_by(s);
+            dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
+        }
+    }
 }
 
 thread_local! {
@@ -373,6 +406,9 @@ fn col2im_band(
     let (wo, s, p) = (g.wo, g.stride, g.pad);
     let band = (oy1 - oy0) * wo;
     debug_assert!(cols_stride >= band && cols.len() >= (g.col_rows() - 1) * cols_stride + band);
+    if g.subsamples() && s > 1 {
+        return col2im_band_subsampled(g, cols, oy0, oy1, dx, cols_stride);
+    }
     if s > 1 {
         return col2im_band_strided(g, cols, oy0, oy1, dx, cols_stride);
     }
@@ -430,6 +466,25 @@ fn col2im_band_strided(
             }
         }
     });
+}
+
+/// [`col2im_band`] for a [subsampling](Geometry::subsamples) convolution, the adjoint of
+/// [`im2col_band_subsampled`]: each entry is added onto the one pixel it was read from.
+fn col2im_band_subsampled(
+    g: &Geometry,
+    cols: &[f32],
+    oy0: usize,
+    oy1: usize,
+    dx: &mut [f32],
+    cols_stride: usize,
+) {
+    let s = g.stride;
+    for (plane, row) in dx.chunks_exact_mut(g.h * g.w).zip(cols.chunks(cols_stride)) {
+        for (oy, src) in (oy0..oy1).zip(row.chunks_exact(g.wo)) {
+            let dst = plane[oy * s * g.w..][..g.w].iter_mut().step_by(s);
+            dst.zip(src).for_each(|(d, &v)| *d += v);
+        }
+    }
 }
 
 /// The inverse of [`split_phases`]: `row[j·s + b] = phases[b·pw + j]`.
