@@ -1,9 +1,10 @@
 //! Where a training step's time goes, op by op: the wall time of each op's forward and of its
 //! backward on the calling thread (`torch.profiler`'s table, in its simplest form).
 //!
-//! Every op enters the graph through one call ([`Tensor::from_op`](crate::Tensor::from_op)),
-//! made when its forward is done, and the backward walk calls each op's closure in one place,
-//! so two hooks see every op:
+//! Every op enters the graph through one function ([`Tensor::from_op`](crate::Tensor::from_op),
+//! or the `record` beneath it for an output that shares its input's buffer), called when its
+//! forward is done, and the backward walk calls each op's closure in one place, so two hooks
+//! see every op:
 //!
 //! - **forward**: the time since the previous op finished (or since [`mark`]) is this op's.
 //!   Ops run one after the other on the calling thread (their parallel loops inside them), so
@@ -16,7 +17,7 @@
 //! An op is named by where its backward closure is defined (its type name, shortened: e.g.
 //! `batch_norm::batch_norm2d_then`), and an op whose kernels depend on its shape says which
 //! ran, just before it enters the graph ([`describe`]): the convolutions name their path and
-//! shape, e.g. `conv2d::record [winograd F4, 16→16 at 32×32]`. Collecting is per thread and
+//! shape, e.g. `conv2d::record [Winograd(F4), 16→16 3×3 at 32×32]`. Collecting is per thread and
 //! off until [`start`]; off, each hook costs one thread-local read.
 
 use std::cell::RefCell;
@@ -33,7 +34,9 @@ pub struct OpTime {
     /// Forwards recorded (ops whose output entered the graph or, under `no_grad`, was built
     /// through the same call).
     pub calls: usize,
+    /// Wall time of its forwards.
     pub forward: Duration,
+    /// Wall time of its backwards (with the summing of their inputs' gradients).
     pub backward: Duration,
 }
 
