@@ -45,24 +45,18 @@ struct Profiler {
     last: Instant,
     /// What the next op to finish [described](describe).
     detail: Option<String>,
-    /// Index in `ops` of each op's entry, by its name.
-    index: HashMap<Rc<str>, usize>,
-    ops: Vec<OpTime>,
+    /// Each op's entry, by its name.
+    ops: HashMap<Rc<str>, OpTime>,
 }
 
 impl Profiler {
     fn entry(&mut self, op: &Rc<str>) -> &mut OpTime {
-        let next = self.ops.len();
-        let at = *self.index.entry(op.clone()).or_insert(next);
-        if at == next {
-            self.ops.push(OpTime {
-                op: op.to_string(),
-                calls: 0,
-                forward: Duration::ZERO,
-                backward: Duration::ZERO,
-            });
-        }
-        &mut self.ops[at]
+        self.ops.entry(op.clone()).or_insert_with(|| OpTime {
+            op: op.to_string(),
+            calls: 0,
+            forward: Duration::ZERO,
+            backward: Duration::ZERO,
+        })
     }
 }
 
@@ -75,15 +69,16 @@ pub fn start() {
     PROFILER.set(Some(Profiler {
         last: Instant::now(),
         detail: None,
-        index: HashMap::new(),
-        ops: Vec::new(),
+        ops: HashMap::new(),
     }));
 }
 
 /// Stops collecting on this thread and returns each op's times, the largest total first
 /// (nothing if [`start`] was not called).
 pub fn stop() -> Vec<OpTime> {
-    let mut ops = PROFILER.take().map_or_else(Vec::new, |p| p.ops);
+    let mut ops: Vec<OpTime> = PROFILER
+        .take()
+        .map_or_else(Vec::new, |p| p.ops.into_values().collect());
     ops.sort_by_key(|op| std::cmp::Reverse(op.forward + op.backward));
     ops
 }
