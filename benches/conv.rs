@@ -25,6 +25,12 @@
 //! | `16to32_s2_32x32_b256` | [256, 16, 32, 32] | 16 → 32, stride 2: the width-16 ResNet-18's first downsampling |
 //! | `16to32_1x1_s2_32x32_b256` | [256, 16, 32, 32] | its 1×1 stride-2 shortcut |
 //! | `64to128_1x1_s2_32x32_b128` | [128, 64, 32, 32] | the width-64 ResNet-18's first 1×1 stride-2 shortcut |
+//! | `48to48_12x12_b256` | [256, 48, 12, 12] | stage 2 of `--preset cpu-hour`'s ResNet-10 (width 24, 24-pixel views) |
+//! | `96to96_6x6_b256` | [256, 96, 6, 6] | its stage 3 |
+//! | `192to192_3x3_b256` | [256, 192, 3, 3] | its stage 4 |
+//! | `24to48_s2_24x24_b256` | [256, 24, 24, 24] | its downsamplings: 24 → 48, stride 2 |
+//! | `48to96_s2_12x12_b256` | [256, 48, 12, 12] | 48 → 96, stride 2 |
+//! | `96to192_s2_6x6_b256` | [256, 96, 6, 6] | 96 → 192, stride 2 (3 × 3 outputs) |
 //!
 //! Every 3×3 stride-1 shape with more than one input channel runs each path in turn, back to
 //! back (so that a shared machine's load hits them alike; compare the ratios, and repeat):
@@ -80,6 +86,12 @@ const CONVS: &[(&str, [usize; 4], usize, usize)] = &[
     ("16to32_s2_32x32_b256", [256, 16, 32, 32], 32, 2),
     ("16to32_1x1_s2_32x32_b256", [256, 16, 32, 32], 32, 2),
     ("64to128_1x1_s2_32x32_b128", [128, 64, 32, 32], 128, 2),
+    ("48to48_12x12_b256", [256, 48, 12, 12], 48, 1),
+    ("96to96_6x6_b256", [256, 96, 6, 6], 96, 1),
+    ("192to192_3x3_b256", [256, 192, 3, 3], 192, 1),
+    ("24to48_s2_24x24_b256", [256, 24, 24, 24], 48, 2),
+    ("48to96_s2_12x12_b256", [256, 48, 12, 12], 96, 2),
+    ("96to192_s2_6x6_b256", [256, 96, 6, 6], 192, 2),
 ];
 
 /// The paths a 3×3 stride-1 convolution can take, forced one after the other (suffix of the
