@@ -118,6 +118,10 @@ pub struct ExperimentArgs {
     /// Classifier learning rate (Adam).
     #[arg(long, default_value_t = 1e-3)]
     pub classifier_lr: f32,
+    /// Weight λ of an L2 penalty on the classifier's weights (the objective adds λ·‖W‖², the
+    /// SimCLR paper's linear protocol; 0: none, as the report) [default: from the preset].
+    #[arg(long)]
+    pub classifier_l2: Option<f32>,
     /// Pretraining optimizer [default: from the preset].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,

@@ -371,6 +371,7 @@ fn probe_phase(
         epochs: exp.classifier_epochs,
         batch_size: a.classifier_batch_size,
         lr: a.classifier_lr,
+        l2: exp.classifier_l2,
         seed: exp.seed,
         feature_batch_size: 512,
         standardize: !a.raw_features,

@@ -6,8 +6,9 @@
 //! [`RunConfig::load`], so the file has one shape, checked in one place.
 //!
 //! Settings added after the first runs (`preset`, `schedule`, `crop_scale`, `view_size`,
-//! `full_size_epochs`, `knn_monitor`, `standardized_features`, `checkpoint_minutes`) default
-//! to what the runner did before it recorded them, so older files still load.
+//! `full_size_epochs`, `knn_monitor`, `standardized_features`, `checkpoint_minutes`,
+//! `classifier_l2`) default to what the runner did before it recorded them, so older files
+//! still load.
 
 use std::ops::Range;
 use std::path::Path;
@@ -63,6 +64,9 @@ pub(crate) struct RunConfig {
     pub classifier_batch_size: usize,
     #[serde(serialize_with = "decimal")]
     pub classifier_lr: f32,
+    /// The probe's L2 penalty on its weights; written only when there is one.
+    #[serde(default, serialize_with = "decimal", skip_serializing_if = "is_zero")]
+    pub classifier_l2: f32,
     /// Train-set indices of the pretraining images, written `START..END`.
     #[serde(with = "index_range")]
     pub pretrain_range: Range<usize>,
@@ -200,6 +204,11 @@ fn constant_schedule() -> ScheduleKind {
 /// widening), so `config.json` reads as typed and reads back to the same `f32`.
 fn as_typed(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(f64::from(x))
+}
+
+/// Whether an optional penalty is off (then not written, as before it existed).
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 /// Writes an `f32` setting as the decimal it was typed as.
@@ -343,11 +352,12 @@ pub(crate) mod tests {
 }"#;
 
     /// The settings that a resumed run may change (with `epochs` under a constant rate).
-    const FREE: [&str; 12] = [
+    const FREE: [&str; 13] = [
         "epochs",
         "classifier_epochs",
         "classifier_batch_size",
         "classifier_lr",
+        "classifier_l2",
         "labeled_range",
         "threads",
         "baselines",
@@ -448,6 +458,7 @@ pub(crate) mod tests {
         assert_eq!((config.crop_scale, config.view_size), (None, None));
         assert_eq!((config.full_size_epochs, config.knn_monitor), (0, 0));
         assert!(!config.standardized_features);
+        assert_eq!(config.classifier_l2, 0.0);
     }
 
     #[test]
@@ -479,6 +490,7 @@ pub(crate) mod tests {
         let config = RunConfig {
             checkpoint_minutes: Some(10.0),
             mnist_widths: Some([32, 64]),
+            classifier_l2: 1e-4,
             ..parsed(CIFAR_CONFIG)
         };
         let agreement = config.run_defining_agreement(&config);

@@ -26,6 +26,8 @@ const MNIST_CHUNK: usize = 6_000;
 struct Defaults {
     epochs: usize,
     classifier_epochs: usize,
+    /// The probe's L2 penalty on its weights.
+    classifier_l2: f32,
     batch_size: usize,
     temperature: f32,
     optimizer: OptimizerKind,
@@ -53,6 +55,7 @@ impl Defaults {
         let report = Defaults {
             epochs: 10,
             classifier_epochs: 30,
+            classifier_l2: 0.0,
             batch_size: match kind {
                 DatasetKind::Mnist => 256,
                 DatasetKind::Cifar10 => 128,
@@ -81,7 +84,8 @@ impl Defaults {
                 crop_scale: Some(0.2),
                 batch_size: 64,
                 epochs: 12,
-                classifier_epochs: 100,
+                classifier_epochs: 300,
+                classifier_l2: 1e-4,
                 ..report
             },
             // docs/recipes.md tells how each choice was made.
@@ -122,6 +126,7 @@ impl Defaults {
         Defaults {
             epochs: config.epochs,
             classifier_epochs: config.classifier_epochs,
+            classifier_l2: config.classifier_l2,
             batch_size: config.batch_size,
             temperature: config.temperature,
             optimizer: config.optimizer,
@@ -150,6 +155,7 @@ pub struct Experiment {
     pub(crate) seed: u64,
     pub(crate) epochs: usize,
     pub(crate) classifier_epochs: usize,
+    pub(crate) classifier_l2: f32,
     pub(crate) batch_size: usize,
     pub(crate) temperature: f32,
     pub(crate) optimizer: OptimizerKind,
@@ -288,6 +294,10 @@ impl Experiment {
         if !(lr.is_finite() && lr > 0.0) {
             bail!("--lr must be positive and finite, got {lr}");
         }
+        let classifier_l2 = args.classifier_l2.unwrap_or(d.classifier_l2);
+        if !(classifier_l2.is_finite() && classifier_l2 >= 0.0) {
+            bail!("--classifier-l2 must be 0 or positive and finite, got {classifier_l2}");
+        }
         let crop_scale = args.crop_scale.or(d.crop_scale);
         if let Some(c) = crop_scale {
             if !(c > 0.0 && c <= 1.0) {
@@ -346,6 +356,7 @@ impl Experiment {
             seed,
             epochs,
             classifier_epochs: args.classifier_epochs.unwrap_or(d.classifier_epochs),
+            classifier_l2,
             batch_size: args.batch_size.unwrap_or(d.batch_size),
             temperature,
             optimizer,
@@ -482,6 +493,7 @@ impl Experiment {
             classifier_epochs: self.classifier_epochs,
             classifier_batch_size: a.classifier_batch_size,
             classifier_lr: a.classifier_lr,
+            classifier_l2: self.classifier_l2,
             pretrain_range: self.split.pretrain.clone(),
             labeled_range: self.split.labeled.clone(),
             limit: a.limit,
@@ -586,6 +598,7 @@ mod tests {
         );
         let m = parse("mnist --preset report").unwrap();
         assert_eq!((m.recipe, m.batch_size), (Recipe::Report, 256));
+        assert_eq!(m.classifier_l2, 0.0);
     }
 
     #[test]
@@ -610,6 +623,10 @@ mod tests {
             (e.batch_size, e.lr, e.recipe),
             (d.batch_size, d.lr, d.recipe)
         );
+        let best = parse("mnist --preset best").unwrap();
+        assert_eq!((best.classifier_epochs, best.classifier_l2), (300, 1e-4));
+        let none = parse("mnist --preset best --classifier-l2 0").unwrap();
+        assert_eq!(none.classifier_l2, 0.0);
     }
 
     #[test]
@@ -745,6 +762,7 @@ mod tests {
         assert!(err("mnist --checkpoint-minutes inf").contains("--checkpoint-minutes"));
         assert!(err("mnist --temperature 0").contains("--temperature"));
         assert!(err("mnist --lr NaN").contains("--lr"));
+        assert!(err("mnist --classifier-l2=-1e-4").contains("--classifier-l2"));
         assert!(err("mnist --crop-scale 1.5").contains("--crop-scale"));
         assert!(err("cifar10 --width 0").contains("--width"));
         assert!(err("cifar10 --width 100000").contains("GiB"));
