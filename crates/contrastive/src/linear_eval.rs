@@ -191,6 +191,8 @@ pub fn linear_eval_on_features(
                 .count();
             loss_sum += finite_loss(loss.item(), epoch, batch)? as f64;
             if cfg.l2 > 0.0 {
+                // In the objective rather than as Adam's L2 weight decay, which would decay
+                // the bias as well: the protocol penalises the weights only.
                 let w = &classifier.weight;
                 loss.add(&w.mul(w).sum().mul_scalar(cfg.l2)).backward();
             } else {
