@@ -87,6 +87,83 @@ impl Tile {
     }
 }
 
+/// Where the kernel finds the `MR` values of `A` for each reduction step: value `i` of step `k`
+/// at `start + k·step + i·lane`. A packed strip has them together (`step = MR`, `lane = 1`);
+/// a strip read in place from its matrix ([`InPlace`]) has the matrix's strides.
+trait Lanes: Copy {
+    /// Value 0 of step 0.
+    fn start(self) -> *const f32;
+
+    /// The distance between two steps' values of one lane.
+    fn step(self) -> usize;
+
+    /// The distance between two lanes' values of one step.
+    fn lane(self) -> usize;
+}
+
+/// A packed strip of `A`: step `k`'s `MR` values at `k·MR`.
+#[derive(Clone, Copy)]
+struct PackedLanes(*const f32);
+
+impl Lanes for PackedLanes {
+    #[inline(always)]
+    fn start(self) -> *const f32 {
+        self.0
+    }
+
+    #[inline(always)]
+    fn step(self) -> usize {
+        MR
+    }
+
+    #[inline(always)]
+    fn lane(self) -> usize {
+        1
+    }
+}
+
+/// `MR` rows of `A` (or `NR` columns of `B`) read where they lie in their matrix: value `i` of
+/// step `k` at `ptr + k·step + i·lane`. What packing would copy into a strip, for a product too
+/// thin to pay for the copy ([`super::blocked`]).
+#[derive(Clone, Copy)]
+pub(crate) struct InPlace {
+    pub ptr: *const f32,
+    pub step: usize,
+    pub lane: usize,
+}
+
+impl Lanes for InPlace {
+    #[inline(always)]
+    fn start(self) -> *const f32 {
+        self.ptr
+    }
+
+    #[inline(always)]
+    fn step(self) -> usize {
+        self.step
+    }
+
+    #[inline(always)]
+    fn lane(self) -> usize {
+        self.lane
+    }
+}
+
+/// A strip of `A` as the kernel takes it: packed, or in place.
+#[derive(Clone, Copy)]
+pub(crate) enum StripA<'a> {
+    Packed(&'a [f32]),
+    InPlace(InPlace),
+}
+
+/// A strip of `B` as the kernel takes it: packed, or `NR` contiguous values per step read in
+/// place (an [`InPlace`] with `lane = 1`).
+#[derive(Clone, Copy)]
+pub(crate) enum StripB<'a> {
+    Packed(&'a [f32]),
+    InPlace(InPlace),
+}
+
 /// Where the kernel finds the `NR` values of `B` for each reduction step: `NR / SEG` runs of
 /// `SEG` contiguous values, `seg_stride` apart, the first at `row(k)`.
 trait Steps: Copy {
@@ -134,6 +211,21 @@ impl Steps for Packed {
     }
 }
 
+/// A strip of `B` in place: step `k` at `ptr + k·step`, in one run (`lane` is 1).
+impl Steps for InPlace {
+    const SEG: usize = NR;
+
+    #[inline(always)]
+    unsafe fn row(self, k: usize) -> *const f32 {
+        // SAFETY: the caller keeps `k < kc` and vouched that every step's run is readable.
+        unsafe { self.ptr.add(k * self.step) }
+    }
+
+    fn seg_stride(self) -> usize {
+        NR
+    }
+}
+
 /// A gathered strip: step `k` at `offsets[k]`, in runs of `SEG`.
 #[derive(Clone, Copy)]
 struct Gather<'a, const SEG: usize> {
@@ -158,16 +250,33 @@ impl<const SEG: usize> Steps for Gather<'_, SEG> {
     }
 }
 
-/// Runs the fastest kernel this CPU supports over `kc` steps of the packed strips `a`
-/// (`kc × MR`) and `b` (`kc × NR`).
+/// Runs the fastest kernel this CPU supports over `kc` steps of the strips `a` (`kc × MR`)
+/// and `b` (`kc × NR`), each packed or read in place.
 ///
 /// # Safety
-/// `tile` must describe a writable region of `C` that no other thread touches meanwhile.
+/// `tile` must describe a writable region of `C` that no other thread touches meanwhile; a
+/// strip read in place must have `kc` readable steps of `MR` (`NR`) values.
 #[inline]
-pub(crate) unsafe fn tile(kc: usize, a: &[f32], b: &[f32], tile: &Tile) {
-    assert!(a.len() >= kc * MR && b.len() >= kc * NR);
-    // SAFETY: `b` holds `kc` packed steps (checked above); the caller's contract covers `tile`.
-    unsafe { run(Isa::detected(), kc, a, Packed(b.as_ptr()), tile) }
+pub(crate) unsafe fn tile(kc: usize, a: StripA, b: StripB, tile: &Tile) {
+    let isa = Isa::detected();
+    let packed_a = |a: &[f32]| {
+        assert!(a.len() >= kc * MR);
+        PackedLanes(a.as_ptr())
+    };
+    let packed_b = |b: &[f32]| {
+        assert!(b.len() >= kc * NR);
+        Packed(b.as_ptr())
+    };
+    // SAFETY (of each arm): a packed strip holds `kc` steps (checked above); the caller's
+    // contract covers the strips in place and `tile`.
+    unsafe {
+        match (a, b) {
+            (StripA::Packed(a), StripB::Packed(b)) => run(isa, kc, packed_a(a), packed_b(b), tile),
+            (StripA::Packed(a), StripB::InPlace(b)) => run(isa, kc, packed_a(a), b, tile),
+            (StripA::InPlace(a), StripB::Packed(b)) => run(isa, kc, a, packed_b(b), tile),
+            (StripA::InPlace(a), StripB::InPlace(b)) => run(isa, kc, a, b, tile),
+        }
+    }
 }
 
 /// [`tile`] with `B` read in place: step `k` of the strip is `NR / seg` runs of `seg` values
@@ -185,7 +294,7 @@ pub(crate) unsafe fn tile_gathered(
     tile: &Tile,
 ) {
     assert!(a.len() >= kc * MR && offsets.len() >= kc);
-    let isa = Isa::detected();
+    let (isa, a) = (Isa::detected(), PackedLanes(a.as_ptr()));
     // SAFETY (of each arm): `isa` was detected on this CPU; the rest is the caller's contract.
     match seg {
         16 => unsafe {
@@ -234,10 +343,10 @@ pub(crate) unsafe fn tile_gathered(
 /// The kernel for `isa`.
 ///
 /// # Safety
-/// The CPU must support `isa`; as [`tile`]; `b` must yield `NR` readable values for each of
-/// the `kc` steps.
+/// The CPU must support `isa`; as [`tile`]; `a` and `b` must yield `MR` and `NR` readable
+/// values for each of the `kc` steps.
 #[inline(always)]
-unsafe fn run<S: Steps>(isa: Isa, kc: usize, a: &[f32], b: S, tile: &Tile) {
+unsafe fn run<L: Lanes, S: Steps>(isa: Isa, kc: usize, a: L, b: S, tile: &Tile) {
     // SAFETY (of each arm): the caller's contract (the CPU supports `isa`, and the rest).
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -251,13 +360,15 @@ unsafe fn run<S: Steps>(isa: Isa, kc: usize, a: &[f32], b: S, tile: &Tile) {
 /// The plain-Rust kernel: the same rank-1 updates on an array of accumulators.
 ///
 /// # Safety
-/// `b` must yield `NR` readable values for each of the `kc` steps.
-unsafe fn portable<S: Steps>(kc: usize, a: &[f32], b: S) -> [[f32; NR]; MR] {
+/// `a` and `b` must yield `MR` and `NR` readable values for each of the `kc` steps.
+unsafe fn portable<L: Lanes, S: Steps>(kc: usize, a: L, b: S) -> [[f32; NR]; MR] {
     let mut acc = [[0.0f32; NR]; MR];
-    for (k, ak) in a.chunks_exact(MR).take(kc).enumerate() {
+    for k in 0..kc {
         // SAFETY: the caller's contract.
         let bk = unsafe { b.values(k) };
-        for (row, &ai) in acc.iter_mut().zip(ak) {
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: the caller's contract.
+            let ai = unsafe { *a.start().add(k * a.step() + i * a.lane()) };
             for (c, bj) in row.iter_mut().zip(bk) {
                 *c += ai * bj;
             }
@@ -375,28 +486,28 @@ unsafe fn transpose_with(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{store, Steps, Tile, MR, NR};
+    use super::{store, Lanes, Steps, Tile, MR, NR};
     use std::arch::asm;
     use std::arch::x86_64::*;
 
     /// # Safety
     /// The CPU must support AVX-512F; `b` and `t` as in [`super::run`].
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile<S: Steps>(kc: usize, a: &[f32], b: S, t: &Tile) {
+    pub unsafe fn tile<L: Lanes, S: Steps>(kc: usize, a: L, b: S, t: &Tile) {
         let mut acc = [_mm512_setzero_ps(); MR];
         // `A`'s values are read through a pointer that moves on by a step, not indexed by `k`:
         // see [`own_register`].
-        let mut ak = a.as_ptr();
+        let mut ak = a.start();
         for k in 0..kc {
             // SAFETY: `k < kc`: the step's runs are readable (the caller's contract).
             let bk = unsafe { load(b, k) };
             for (i, acc_i) in acc.iter_mut().enumerate() {
-                // SAFETY: `ak` is step `k` of `a`, which holds `kc·MR` values (checked by the
-                // callers of `run`).
-                let ai = unsafe { *ak.add(i) };
+                // SAFETY: `ak` is step `k` of `a`, which has `MR` readable values for each of
+                // its `kc` steps (the caller's contract).
+                let ai = unsafe { *ak.add(i * a.lane()) };
                 *acc_i = _mm512_fmadd_ps(_mm512_set1_ps(ai), bk, *acc_i);
             }
-            ak = own_register(ak.wrapping_add(MR));
+            ak = own_register(ak.wrapping_add(a.step()));
         }
         if t.is_full() {
             let (alpha, beta) = (_mm512_set1_ps(t.alpha), _mm512_set1_ps(t.beta));
@@ -525,7 +636,7 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{store, Steps, Tile, MR, NR};
+    use super::{store, Lanes, Steps, Tile, MR, NR};
     use std::arch::x86_64::*;
 
     /// The strip in three passes of [`rows`]: 6, 6 and 4 rows of the tile, each keeping its
@@ -534,13 +645,13 @@ mod avx2 {
     /// # Safety
     /// The CPU must support AVX2 and FMA; `b` and `t` as in [`super::run`].
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile<S: Steps>(kc: usize, a: &[f32], b: S, t: &Tile) {
+    pub unsafe fn tile<L: Lanes, S: Steps>(kc: usize, a: L, b: S, t: &Tile) {
         let mut spill = [[0.0f32; NR]; MR];
         // SAFETY: the caller's contract, passed on.
         unsafe {
-            rows::<6, S>(kc, a, 0, b, t, &mut spill);
-            rows::<6, S>(kc, a, 6, b, t, &mut spill);
-            rows::<4, S>(kc, a, 12, b, t, &mut spill);
+            rows::<6, L, S>(kc, a, 0, b, t, &mut spill);
+            rows::<6, L, S>(kc, a, 6, b, t, &mut spill);
+            rows::<4, L, S>(kc, a, 12, b, t, &mut spill);
             if !t.is_full() {
                 store(&spill, t);
             }
@@ -553,23 +664,27 @@ mod avx2 {
     /// As [`tile`].
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn rows<const R: usize, S: Steps>(
+    unsafe fn rows<const R: usize, L: Lanes, S: Steps>(
         kc: usize,
-        a: &[f32],
+        a: L,
         r0: usize,
         b: S,
         t: &Tile,
         spill: &mut [[f32; NR]; MR],
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for (k, ak) in a.chunks_exact(MR).take(kc).enumerate() {
+        let mut ak = a.start().wrapping_add(r0 * a.lane());
+        for k in 0..kc {
             // SAFETY: `k < kc`: the step's runs are readable (the caller's contract).
             let (b0, b1) = unsafe { load(b, k) };
-            for (acc_r, &ar) in acc.iter_mut().zip(&ak[r0..r0 + R]) {
-                let ar = _mm256_set1_ps(ar);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                // SAFETY: `ak` is lane `r0` of step `k` of `a`, which has `MR` readable values
+                // for each of its `kc` steps (the caller's contract).
+                let ar = _mm256_set1_ps(unsafe { *ak.add(r * a.lane()) });
                 acc_r[0] = _mm256_fmadd_ps(ar, b0, acc_r[0]);
                 acc_r[1] = _mm256_fmadd_ps(ar, b1, acc_r[1]);
             }
+            ak = ak.wrapping_add(a.step());
         }
         if !t.is_full() {
             for (row, v) in spill[r0..r0 + R].iter_mut().zip(&acc) {
@@ -688,16 +803,36 @@ mod tests {
             .collect()
     }
 
-    /// Runs the `isa` kernel on a strip of `kc` steps (packed, or gathered with each step at
-    /// its own scattered offset in runs of `seg`) into a `rows × cols` tile of a strided C full
+    /// How the test reads `B`: packed, in place with steps 19 apart, or gathered with each step
+    /// at its own scattered offset in runs of 16, 8 or 4.
+    #[derive(Clone, Copy, Debug)]
+    enum ReadB {
+        Packed,
+        InPlace,
+        Gathered(usize),
+    }
+
+    /// Runs the `isa` kernel on a strip of `kc` steps (`A` packed or read in place from a
+    /// row-major matrix; `B` as `read_b` says) into a `rows × cols` tile of a strided C full
     /// of ones, with α = 2 and the given β, and checks it against the naive sum.
-    fn check_kernel(isa: Isa, seg: Option<usize>, beta: f32, rows: usize, cols: usize) {
+    fn check_kernel(
+        isa: Isa,
+        a_in_place: bool,
+        read_b: ReadB,
+        beta: f32,
+        rows: usize,
+        cols: usize,
+    ) {
         let kc = 37;
-        let a = values(kc * MR, 1);
+        // Value i of step k at a[k·a_step + i·a_lane].
+        let (a_step, a_lane) = if a_in_place { (1, kc + 3) } else { (MR, 1) };
+        let a = values(MR * (kc + 3), 1);
+        let a_at = |k: usize, i: usize| a[k * a_step + i * a_lane];
         // Step k's runs start at offsets[k] in `source`, `ss` apart (in order when packed).
-        let (offsets, ss, run_len): (Vec<usize>, usize, usize) = match seg {
-            Some(seg) => ((0..kc).map(|k| (k * 53) % 600 + k % 5).collect(), 23, seg),
-            None => ((0..kc).map(|k| k * NR).collect(), NR, NR),
+        let (offsets, ss, run_len): (Vec<usize>, usize, usize) = match read_b {
+            ReadB::Gathered(seg) => ((0..kc).map(|k| (k * 53) % 600 + k % 5).collect(), 23, seg),
+            ReadB::InPlace => ((0..kc).map(|k| k * 19).collect(), NR, NR),
+            ReadB::Packed => ((0..kc).map(|k| k * NR).collect(), NR, NR),
         };
         let source = values(720, 2);
         let b_at = |k: usize, j: usize| source[offsets[k] + j / run_len * ss + j % run_len];
@@ -714,15 +849,29 @@ mod tests {
         };
         let base = source.as_ptr();
         let offsets_ref = &offsets[..];
+        let lanes = InPlace {
+            ptr: a.as_ptr(),
+            step: a_step,
+            lane: a_lane,
+        };
         // SAFETY: the tile lies inside `c` (checked by the indexing below); every run lies
-        // below 600 + 5 + 3·23 + 16 < 720; `isa` is one this CPU runs.
+        // below 600 + 5 + 3·23 + 16 < 720, every value of A below 16·40; `isa` is one this CPU
+        // runs.
         unsafe {
-            match seg {
-                None => run(isa, kc, &a, Packed(base), &tile),
-                Some(16) => run(
+            match read_b {
+                ReadB::Packed => run(isa, kc, lanes, Packed(base), &tile),
+                ReadB::InPlace => {
+                    let b = InPlace {
+                        ptr: base,
+                        step: 19,
+                        lane: 1,
+                    };
+                    run(isa, kc, lanes, b, &tile)
+                }
+                ReadB::Gathered(16) => run(
                     isa,
                     kc,
-                    &a,
+                    lanes,
                     Gather::<16> {
                         base,
                         offsets: offsets_ref,
@@ -730,10 +879,10 @@ mod tests {
                     },
                     &tile,
                 ),
-                Some(8) => run(
+                ReadB::Gathered(8) => run(
                     isa,
                     kc,
-                    &a,
+                    lanes,
                     Gather::<8> {
                         base,
                         offsets: offsets_ref,
@@ -741,10 +890,10 @@ mod tests {
                     },
                     &tile,
                 ),
-                Some(_) => run(
+                ReadB::Gathered(_) => run(
                     isa,
                     kc,
-                    &a,
+                    lanes,
                     Gather::<4> {
                         base,
                         offsets: offsets_ref,
@@ -758,28 +907,38 @@ mod tests {
             for j in 0..row_stride {
                 let got = c[i * row_stride + j];
                 let want = if i < rows && j < cols {
-                    let dot: f32 = (0..kc).map(|k| a[k * MR + i] * b_at(k, j)).sum();
+                    let dot: f32 = (0..kc).map(|k| a_at(k, i) * b_at(k, j)).sum();
                     2.0 * dot + beta
                 } else {
                     1.0 // outside the tile: untouched
                 };
                 assert!(
                     (got - want).abs() < 1e-4,
-                    "{isa:?} runs {seg:?} ({i}, {j}): {got} vs {want}"
+                    "{isa:?} A in place {a_in_place}, B {read_b:?} ({i}, {j}): {got} vs {want}"
                 );
             }
         }
     }
 
-    /// Every kernel this CPU runs (the portable one always), packed and gathered in runs of
-    /// 16, 8 and 4, on a full tile (vector stores) and an edge tile (through the spill), each β.
+    /// Every kernel this CPU runs (the portable one always), `A` packed and in place, `B`
+    /// packed, in place and gathered in runs of 16, 8 and 4, on a full tile (vector stores) and
+    /// an edge tile (through the spill), each β.
     #[test]
     fn every_kernel_matches_naive() {
+        let reads_b = [
+            ReadB::Packed,
+            ReadB::InPlace,
+            ReadB::Gathered(16),
+            ReadB::Gathered(8),
+            ReadB::Gathered(4),
+        ];
         for isa in Isa::all_available() {
-            for seg in [None, Some(16), Some(8), Some(4)] {
-                for beta in [0.0, 1.0] {
-                    for (rows, cols) in [(MR, NR), (MR - 3, NR - 5)] {
-                        check_kernel(isa, seg, beta, rows, cols);
+            for a_in_place in [false, true] {
+                for read_b in reads_b {
+                    for beta in [0.0, 1.0] {
+                        for (rows, cols) in [(MR, NR), (MR - 3, NR - 5)] {
+                            check_kernel(isa, a_in_place, read_b, beta, rows, cols);
+                        }
                     }
                 }
             }

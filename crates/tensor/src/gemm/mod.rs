@@ -700,6 +700,9 @@ mod tests {
             (5, 16, 530),
             (16, 16, 16),
             (1, 1, 1),
+            // Thin products read A or B in place, their partial strips packed.
+            (40, 300, 20),
+            (20, 70, 32),
         ] {
             let a = pseudo_random(m * k, 3);
             let b = pseudo_random(k * n, 4);
