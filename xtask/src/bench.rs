@@ -13,7 +13,9 @@
 //! On a shared host whose speed drifts, `--rounds N` runs the models in turn N times and
 //! reports each one's median round, and its rate relative to the first model's *in the same
 //! round* (median over the rounds): a ratio of neighbours in time, which the drift moves far
-//! less than the rates themselves.
+//! less than the rates themselves. `--interleave` goes further: all the models in this one
+//! process, one timed step of each in turn, so that the ratios are of steps seconds apart (and
+//! the peak memory is the process's, all the models together).
 //!
 //! `--profile` adds where the time of one model's timed steps went, op by op
 //! ([`simclr_tensor::profile`]): forward and backward wall time per step, the optimizer, and
@@ -78,7 +80,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     let mut step_profile = None;
-    let rounds: Vec<Vec<StepBench>> = if models.len() == 1 && args.rounds == 1 {
+    let rounds: Vec<Vec<StepBench>> = if args.interleave {
+        interleaved(&models, args)?
+    } else if models.len() == 1 && args.rounds == 1 {
         let (bench, profile) = measure(models[0], args)?;
         step_profile = profile;
         vec![vec![bench]]
@@ -111,8 +115,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             );
         }
         if let Some(first) = results.first().filter(|_| results.len() > 1) {
+            let round = if args.interleave { "turn" } else { "round" };
             println!(
-                "(vs first: GFLOP/s over {}'s in the same round; median of {} round{})",
+                "(vs first: GFLOP/s over {}'s in the same {round}; median of {} {round}{})",
                 first.model,
                 first.rounds,
                 if first.rounds == 1 { "" } else { "s" }
@@ -247,50 +252,88 @@ fn summarise(rounds: Vec<Vec<StepBench>>) -> Vec<StepBench> {
         .collect()
 }
 
+/// One model's training step, ready to run: the model, its optimizer and a fixed batch of
+/// two views.
+struct Stepper {
+    model: String,
+    batch: usize,
+    gflop_per_step: f64,
+    simclr: SimClr,
+    optimizer: Adam,
+    views: Tensor,
+}
+
+impl Stepper {
+    fn new(model: &str, side: usize) -> Result<Stepper> {
+        let mut rng = StdRng::seed_from_u64(0);
+        let resnet = |blocks: [usize; 4], width: usize, rng: &mut StdRng| {
+            let encoder = ResNet::new(blocks, width, rng);
+            let flops = resnet_forward_flops(blocks, width, side);
+            (SimClr::resnet(encoder, rng), 128, [3, side, side], flops)
+        };
+        let (simclr, batch, image, forward_flops) = match model {
+            "mnist" => (
+                SimClr::mnist(&mut rng),
+                256,
+                [1, 28, 28],
+                mnist_forward_flops(),
+            ),
+            "resnet18" => resnet([2; 4], 64, &mut rng),
+            "resnet18-w32" => resnet([2; 4], 32, &mut rng),
+            "resnet18-w16" => resnet([2; 4], 16, &mut rng),
+            "resnet10-w24" => resnet([1; 4], 24, &mut rng),
+            other => bail!(
+                "unknown bench model `{other}` \
+                 (expected mnist, resnet18, resnet18-w32, resnet18-w16 or resnet10-w24)"
+            ),
+        };
+        Ok(Stepper {
+            model: model.into(),
+            batch,
+            gflop_per_step: 3.0 * 2.0 * batch as f64 * forward_flops / 1e9,
+            optimizer: Adam::new(simclr.parameters(), AdamConfig::adam(1e-3)),
+            views: Tensor::randn(&[2 * batch, image[0], image[1], image[2]], &mut rng),
+            simclr,
+        })
+    }
+
+    /// One step; returns the time of its optimizer part (zero_grad and the update).
+    fn step(&mut self) -> Duration {
+        let t = Instant::now();
+        self.optimizer.zero_grad();
+        let mut optimizer = t.elapsed();
+        profile::mark();
+        let loss = nt_xent(&self.simclr.forward(&self.views), 0.5);
+        loss.backward();
+        let t = Instant::now();
+        self.optimizer.step();
+        optimizer += t.elapsed();
+        optimizer
+    }
+
+    /// The figures of a step of `step_seconds`.
+    fn bench(&self, step_seconds: f64) -> StepBench {
+        StepBench {
+            model: self.model.clone(),
+            batch: self.batch,
+            step_seconds,
+            images_per_s: self.batch as f64 / step_seconds,
+            gflop_per_step: self.gflop_per_step,
+            gflop_per_s: self.gflop_per_step / step_seconds,
+            peak_rss_mb: peak_rss_mb(),
+            threads: rayon::current_num_threads(),
+            rounds: 1,
+            rate_vs_first: 1.0,
+        }
+    }
+}
+
 /// Times `steps` training steps of `model` after `warmup` untimed ones (and profiles them with
 /// `--profile`).
 fn measure(model: &str, args: &BenchArgs) -> Result<(StepBench, Option<StepProfile>)> {
-    let mut rng = StdRng::seed_from_u64(0);
-    let side = args.image_size;
-    let resnet = |blocks: [usize; 4], width: usize, rng: &mut StdRng| {
-        let encoder = ResNet::new(blocks, width, rng);
-        let flops = resnet_forward_flops(blocks, width, side);
-        (SimClr::resnet(encoder, rng), 128, [3, side, side], flops)
-    };
-    let (simclr, batch, image, forward_flops) = match model {
-        "mnist" => (
-            SimClr::mnist(&mut rng),
-            256,
-            [1, 28, 28],
-            mnist_forward_flops(),
-        ),
-        "resnet18" => resnet([2; 4], 64, &mut rng),
-        "resnet18-w32" => resnet([2; 4], 32, &mut rng),
-        "resnet18-w16" => resnet([2; 4], 16, &mut rng),
-        "resnet10-w24" => resnet([1; 4], 24, &mut rng),
-        other => bail!(
-            "unknown bench model `{other}` \
-             (expected mnist, resnet18, resnet18-w32, resnet18-w16 or resnet10-w24)"
-        ),
-    };
-    let gflop_per_step = 3.0 * 2.0 * batch as f64 * forward_flops / 1e9;
-    let mut opt = Adam::new(simclr.parameters(), AdamConfig::adam(1e-3));
-    let views = Tensor::randn(&[2 * batch, image[0], image[1], image[2]], &mut rng);
-    // One step; returns the time of its optimizer part (zero_grad and the update).
-    let mut step = || {
-        let t = Instant::now();
-        opt.zero_grad();
-        let mut optimizer = t.elapsed();
-        profile::mark();
-        let loss = nt_xent(&simclr.forward(&views), 0.5);
-        loss.backward();
-        let t = Instant::now();
-        opt.step();
-        optimizer += t.elapsed();
-        optimizer
-    };
+    let mut stepper = Stepper::new(model, args.image_size)?;
     for _ in 0..args.warmup {
-        step();
+        stepper.step();
     }
     if args.profile {
         profile::start();
@@ -299,7 +342,7 @@ fn measure(model: &str, args: &BenchArgs) -> Result<(StepBench, Option<StepProfi
     let mut times: Vec<f64> = (0..args.steps.max(1))
         .map(|_| {
             let t = Instant::now();
-            optimizer += step();
+            optimizer += stepper.step();
             t.elapsed().as_secs_f64()
         })
         .collect();
@@ -310,20 +353,41 @@ fn measure(model: &str, args: &BenchArgs) -> Result<(StepBench, Option<StepProfi
         ops: profile::stop(),
     });
     times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let bench = StepBench {
-        model: model.into(),
-        batch,
-        step_seconds: median,
-        images_per_s: batch as f64 / median,
-        gflop_per_step,
-        gflop_per_s: gflop_per_step / median,
-        peak_rss_mb: peak_rss_mb(),
-        threads: rayon::current_num_threads(),
-        rounds: 1,
-        rate_vs_first: 1.0,
-    };
-    Ok((bench, step_profile))
+    Ok((stepper.bench(times[times.len() / 2]), step_profile))
+}
+
+/// `--interleave`: every model built in this process and warmed up, then `steps` turns of one
+/// timed step each, in order; each turn is a round for [`summarise`].
+fn interleaved(models: &[&str], args: &BenchArgs) -> Result<Vec<Vec<StepBench>>> {
+    let mut steppers = models
+        .iter()
+        .map(|m| Stepper::new(m, args.image_size))
+        .collect::<Result<Vec<_>>>()?;
+    for stepper in &mut steppers {
+        for _ in 0..args.warmup {
+            stepper.step();
+        }
+    }
+    let turns: Vec<Vec<f64>> = (0..args.steps.max(1))
+        .map(|_| {
+            let time = |s: &mut Stepper| {
+                let t = Instant::now();
+                s.step();
+                t.elapsed().as_secs_f64()
+            };
+            steppers.iter_mut().map(time).collect()
+        })
+        .collect();
+    Ok(turns
+        .iter()
+        .map(|turn| {
+            steppers
+                .iter()
+                .zip(turn)
+                .map(|(s, &seconds)| s.bench(seconds))
+                .collect()
+        })
+        .collect())
 }
 
 /// FLOPs (2 per multiply-add) of a `cin → cout` convolution with a `k × k` kernel and
@@ -428,6 +492,32 @@ mod tests {
         assert_eq!((wide.rounds, narrow.rounds), (3, 3));
         assert_eq!(wide.rate_vs_first, 1.0);
         assert!((narrow.rate_vs_first - 0.4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn interleaving_times_every_model_once_per_turn() {
+        let args = BenchArgs {
+            steps: 2,
+            warmup: 0,
+            models: "mnist,mnist".into(),
+            json: true,
+            threads: None,
+            image_size: 32,
+            rounds: 1,
+            interleave: true,
+            profile: false,
+        };
+        let turns = interleaved(&["mnist", "mnist"], &args).unwrap();
+        assert_eq!(turns.len(), 2);
+        for turn in &turns {
+            assert_eq!(turn.len(), 2);
+            assert!(turn
+                .iter()
+                .all(|b| b.model == "mnist" && b.step_seconds > 0.0));
+        }
+        let summary = summarise(turns);
+        assert_eq!(summary[1].rounds, 2);
+        assert!(interleaved(&["mnist", "nope"], &args).is_err());
     }
 
     #[test]

@@ -338,6 +338,13 @@ pub struct BenchArgs {
     /// round: a host whose speed drifts then slows the models alike.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
+    /// Runs all the models in this one process instead, one timed step of each in turn
+    /// (`--steps` turns, after each model's warm-up), and reports each model's median step and
+    /// its GFLOP/s against the first model's step of the same turn: neighbours seconds apart,
+    /// for a host whose speed drifts within a round. Peak memory is then the process's, all the
+    /// models together.
+    #[arg(long, conflicts_with_all = ["rounds", "profile"])]
+    pub interleave: bool,
     /// Also print where the timed steps' time went, op by op: forward and backward wall time
     /// per step (one model, one round).
     #[arg(long, conflicts_with = "json")]
