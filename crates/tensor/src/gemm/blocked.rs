@@ -36,9 +36,7 @@
 
 use std::cell::RefCell;
 
-use super::kernel::{
-    self, transpose_block, transpose_rows, InPlace, StripA, StripB, Tile, BLOCK, MR, NR,
-};
+use super::kernel::{self, transpose_block, transpose_rows, InPlace, Strip, Tile, BLOCK, MR, NR};
 use super::{Gathered, MatRef, OutBlock, STRIP};
 use crate::vector::as_uninit;
 
@@ -292,13 +290,13 @@ pub(crate) unsafe fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: O
                     for ir in (0..mc).step_by(MR) {
                         let a_strip = if ir < a_full {
                             let at = (i0 + ir) * a.row_stride + k0 * a.col_stride;
-                            StripA::InPlace(InPlace {
+                            Strip::InPlace(InPlace {
                                 ptr: a.data[at..].as_ptr(),
                                 step: a.col_stride,
                                 lane: a.row_stride,
                             })
                         } else {
-                            StripA::Packed(&a_buf[(ir - a_full) * kc..][..kc * MR])
+                            Strip::Packed(&a_buf[(ir - a_full) * kc..][..kc * MR])
                         };
                         for jr in (0..nc).step_by(NR) {
                             let (i, j) = (i0 + ir, j0 + jr);
@@ -318,7 +316,7 @@ pub(crate) unsafe fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: O
                                 // the caller checked that every strip of every row of the
                                 // gathered B lies inside its buffer.
                                 Rhs::Gathered(g) => unsafe {
-                                    let StripA::Packed(a_strip) = a_strip else {
+                                    let Strip::Packed(a_strip) = a_strip else {
                                         unreachable!("a gathered B takes a packed A")
                                     };
                                     let strip = g.data.as_ptr().add(g.strip_offsets[j / NR]);
@@ -330,17 +328,20 @@ pub(crate) unsafe fn gemm_blocked(alpha: f32, a: MatRef, b: Rhs, beta: f32, c: O
                                         &tile,
                                     )
                                 },
-                                // SAFETY: the tile lies inside C, which is ours for the call.
+                                // SAFETY: the tile lies inside C, which is ours for the call;
+                                // a strip in place is whole rows i..i + MR of A (columns
+                                // j..j + NR of B) over steps k0..k0 + kc, inside the operand,
+                                // whose extent the caller checked.
                                 _ => unsafe {
                                     let b_strip = match b_in_place {
-                                        Some(d) if jr < b_full => StripB::InPlace(InPlace {
+                                        Some(d) if jr < b_full => Strip::InPlace(InPlace {
                                             ptr: d.data[k0 * d.row_stride + j..].as_ptr(),
                                             step: d.row_stride,
                                             lane: 1,
                                         }),
-                                        _ => StripB::Packed(
-                                            &b_block[(jr - b_full) * kc..][..kc * NR],
-                                        ),
+                                        _ => {
+                                            Strip::Packed(&b_block[(jr - b_full) * kc..][..kc * NR])
+                                        }
                                     };
                                     kernel::tile(kc, a_strip, b_strip, &tile)
                                 },

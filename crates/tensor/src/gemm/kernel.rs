@@ -149,17 +149,10 @@ impl Lanes for InPlace {
     }
 }
 
-/// A strip of `A` as the kernel takes it: packed, or in place.
+/// A strip of `A` or `B` as the kernel takes it: packed, or read in place (for `B`, with
+/// `lane = 1`: its `NR` values of a step are contiguous).
 #[derive(Clone, Copy)]
-pub(crate) enum StripA<'a> {
-    Packed(&'a [f32]),
-    InPlace(InPlace),
-}
-
-/// A strip of `B` as the kernel takes it: packed, or `NR` contiguous values per step read in
-/// place (an [`InPlace`] with `lane = 1`).
-#[derive(Clone, Copy)]
-pub(crate) enum StripB<'a> {
+pub(crate) enum Strip<'a> {
     Packed(&'a [f32]),
     InPlace(InPlace),
 }
@@ -193,11 +186,11 @@ trait Steps: Copy {
     }
 }
 
-/// A packed strip: step `k` at `k·NR`, in one run.
+/// A packed strip of `B`: step `k` at `k·NR`, in one run.
 #[derive(Clone, Copy)]
-struct Packed(*const f32);
+struct PackedSteps(*const f32);
 
-impl Steps for Packed {
+impl Steps for PackedSteps {
     const SEG: usize = NR;
 
     #[inline(always)]
@@ -257,7 +250,7 @@ impl<const SEG: usize> Steps for Gather<'_, SEG> {
 /// `tile` must describe a writable region of `C` that no other thread touches meanwhile; a
 /// strip read in place must have `kc` readable steps of `MR` (`NR`) values.
 #[inline]
-pub(crate) unsafe fn tile(kc: usize, a: StripA, b: StripB, tile: &Tile) {
+pub(crate) unsafe fn tile(kc: usize, a: Strip, b: Strip, tile: &Tile) {
     let isa = Isa::detected();
     let packed_a = |a: &[f32]| {
         assert!(a.len() >= kc * MR);
@@ -265,16 +258,23 @@ pub(crate) unsafe fn tile(kc: usize, a: StripA, b: StripB, tile: &Tile) {
     };
     let packed_b = |b: &[f32]| {
         assert!(b.len() >= kc * NR);
-        Packed(b.as_ptr())
+        PackedSteps(b.as_ptr())
+    };
+    let in_place_b = |b: InPlace| {
+        assert_eq!(
+            b.lane, 1,
+            "a strip of B in place has its NR values together"
+        );
+        b
     };
     // SAFETY (of each arm): a packed strip holds `kc` steps (checked above); the caller's
     // contract covers the strips in place and `tile`.
     unsafe {
         match (a, b) {
-            (StripA::Packed(a), StripB::Packed(b)) => run(isa, kc, packed_a(a), packed_b(b), tile),
-            (StripA::Packed(a), StripB::InPlace(b)) => run(isa, kc, packed_a(a), b, tile),
-            (StripA::InPlace(a), StripB::Packed(b)) => run(isa, kc, a, packed_b(b), tile),
-            (StripA::InPlace(a), StripB::InPlace(b)) => run(isa, kc, a, b, tile),
+            (Strip::Packed(a), Strip::Packed(b)) => run(isa, kc, packed_a(a), packed_b(b), tile),
+            (Strip::Packed(a), Strip::InPlace(b)) => run(isa, kc, packed_a(a), in_place_b(b), tile),
+            (Strip::InPlace(a), Strip::Packed(b)) => run(isa, kc, a, packed_b(b), tile),
+            (Strip::InPlace(a), Strip::InPlace(b)) => run(isa, kc, a, in_place_b(b), tile),
         }
     }
 }
@@ -859,7 +859,7 @@ mod tests {
         // runs.
         unsafe {
             match read_b {
-                ReadB::Packed => run(isa, kc, lanes, Packed(base), &tile),
+                ReadB::Packed => run(isa, kc, lanes, PackedSteps(base), &tile),
                 ReadB::InPlace => {
                     let b = InPlace {
                         ptr: base,
