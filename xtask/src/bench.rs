@@ -52,16 +52,16 @@ pub struct StepBench {
     pub peak_rss_mb: f64,
     /// Threads used.
     pub threads: usize,
-    /// Rounds measured (`--rounds`); the figures above are from the model's median round, the
-    /// peak memory the largest of any.
+    /// Rounds measured (`--rounds`, or turns with `--interleave`); the figures above are from
+    /// the model's median round, the peak memory the largest of any.
     pub rounds: usize,
     /// `gflop_per_s` over the first model's of the same round, median over the rounds (1 for
     /// the first model itself).
     pub rate_vs_first: f64,
 }
 
-/// Runs the bench: one child process per model and round (or the one model here, once), then a
-/// table or JSON lines.
+/// Runs the bench: one child process per model and round (or the one model here, once; or, with
+/// `--interleave`, all of them here, step by step), then a table or JSON lines.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let models: Vec<&str> = args
         .models
