@@ -1088,20 +1088,18 @@ fn gradients_images<const M: usize, const A: usize>(
             [&mut *m, &mut *yp, &mut *stage],
             du,
         );
+        // The adjoint convolution of the block, from its input `dY` already in `yp`.
         let adj_span = Span::of::<M>(adj, plan, block);
-        let (dv, dxp) = (
-            m,
-            &mut xp[..block.images * adj_span.out_pixels(adj) * adj.cout],
-        );
-        transform_input::<M, A>(adj, &adj_span, yp, dv, stage);
-        let products = [&mut v[..], dxp, stage];
+        let dxp = &mut xp[..block.images * adj_span.out_pixels(adj) * adj.cout];
+        transform_input::<M, A>(adj, &adj_span, yp, m, stage);
+        let positions = &adjoint.positions;
         convolve_transformed::<M, A>(
             adj,
             (block, &adj_span),
-            dv,
-            &adjoint.positions,
+            m,
+            positions,
             None,
-            products,
+            [v, dxp, stage],
             dx_t,
         );
     });
